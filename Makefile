@@ -1,0 +1,25 @@
+# The README's two set-up commands are `make demo` and `make test`. Both work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean
+
+$(BIN)/dsfnet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(BIN)/dsfnet
+
+install: $(BIN)/dsfnet
+
+# Main job: predict on the bundled sample photo, on defaults; writes out/demo/.
+demo: install
+	$(BIN)/dsfnet predict --sample --output out/demo --draw --save-mesh obj
+
+# The whole test suite (tests needing ../shared skip when it is absent).
+test: install
+	$(BIN)/python -m pytest -q --doctest-modules src/dsfnet/geometry src/dsfnet/crop tests
+
+clean:
+	rm -rf $(VENV) out

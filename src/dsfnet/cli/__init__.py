@@ -1,0 +1,1 @@
+"""Command-line interface: thin argparse subcommands over the library; no logic of their own."""

@@ -1,0 +1,31 @@
+"""Shared pytest fixtures.
+
+`shared_dir` points at the project's ``../shared`` folder (data that is never shipped). Tests that need it
+take this fixture and are skipped when it is absent; CI has it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_shared() -> Path | None:
+    env = os.environ.get("DSFNET_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared")
+    for c in candidates:
+        if (c / "data").is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = _find_shared()
+    if path is None:
+        pytest.skip("../shared is not present")
+    return path
