@@ -19,7 +19,7 @@ demo: install
 
 # The whole test suite (tests needing ../shared skip when it is absent).
 test: install
-	$(BIN)/python -m pytest -q --doctest-modules src/dsfnet/geometry src/dsfnet/crop tests
+	$(BIN)/python -m pytest -q --doctest-modules src/dsfnet/geometry src/dsfnet/crop src/dsfnet/facemodel src/dsfnet/render tests
 
 clean:
 	rm -rf $(VENV) out

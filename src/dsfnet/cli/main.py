@@ -2,20 +2,27 @@
 
 Each subcommand lives in its own module ``dsfnet.cli.<name>`` exposing ``add_parser(subparsers)`` which
 registers the parser and sets ``func`` (a callable taking the parsed namespace and returning an exit code).
+Modules are discovered automatically; ``ORDER`` only fixes how they are listed in ``--help``.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from typing import Sequence
 
 from dsfnet import __version__
 
-#: subcommand name -> module under dsfnet.cli (imported lazily so `dsfnet --help` stays fast)
-SUBCOMMANDS: dict[str, str] = {
-    "assets": "assets",
-}
+#: listing order in --help; modules not named here follow alphabetically
+ORDER = ["predict", "eval", "train", "data", "fit", "export_onnx", "assets"]
+
+
+def _subcommand_modules() -> list[str]:
+    import dsfnet.cli as pkg
+
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("main", "common")}
+    return [m for m in ORDER if m in found] + sorted(found - set(ORDER))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dsfnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
+    for module in _subcommand_modules():
         mod = importlib.import_module(f"dsfnet.cli.{module}")
         mod.add_parser(sub)
     return parser

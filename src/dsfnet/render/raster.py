@@ -135,10 +135,11 @@ def rasterize(
 ) -> Raster:
     """Z-buffer a triangle mesh into an ``height x width`` image, orthographically (vectorised numpy).
 
-    Each triangle's (clipped) bounding box of pixel centres is enumerated in chunks of at most
-    ``chunk_size`` (triangle, pixel) pairs, the coverage test of the module docstring keeps the inside
-    pairs, and a stable sort by (pixel, -z) resolves the z-buffer (pairs are in triangle order, so ties go
-    to the lowest triangle index). Identical output to :func:`rasterize_reference`.
+    The pixel centres of each triangle's (clipped) bounding box are enumerated in chunks of at most
+    ``chunk_size`` (triangle, pixel) pairs (first every box's first pixel, then the rest of the larger
+    boxes), the coverage test of the module docstring keeps the inside pairs, and a stable sort by
+    (pixel, -z) resolves the z-buffer, ties going to the lowest triangle index. Same output as
+    :func:`rasterize_reference` (up to float rounding at exact ties).
 
     Args:
         vertices: ``(V, 3)`` float, image pixels: x right, y down, z toward the camera (any scale).
@@ -152,8 +153,8 @@ def rasterize(
     Raises:
         ValueError: bad shapes/dtypes, out-of-range indices, or non-finite vertices used by a triangle.
 
-    >>> r = rasterize(np.array([[0, 0, 1], [4, 0, 1], [0, 4, 1.0]]), np.array([[0, 1, 2]]), 3, 3)
-    >>> r.mask.astype(int).tolist(), float(r.depth[1, 1])
+    >>> r = rasterize(np.array([[0, 0, 1], [3, 0, 1], [0, 3, 1.0]]), np.array([[0, 1, 2]]), 3, 3)
+    >>> r.mask.astype(int).tolist(), float(r.depth[1, 1])   # centres on the edge x + y = 3 are covered
     ([[1, 1, 1], [1, 1, 1], [1, 1, 0]], 1.0)
     """
     v, tri, h, w = _check_inputs(vertices, triangles, height, width, front_face)
@@ -163,101 +164,160 @@ def rasterize(
     if tri.shape[0] == 0:
         return _finish(zbuf, fbuf, bbuf)
 
-    corners = v[tri]  # (T, 3 corners, 3 xyz)
-    _check_finite(corners, tri)
-    ax, ay, az = corners[:, 0, 0], corners[:, 0, 1], corners[:, 0, 2]
-    e1x, e1y = corners[:, 1, 0] - ax, corners[:, 1, 1] - ay
-    e2x, e2y = corners[:, 2, 0] - ax, corners[:, 2, 1] - ay
+    if not np.isfinite(v).all():  # slow path only when some vertex is bad: is it used?
+        _check_finite(v[tri], tri)
+    # Corner coordinates as contiguous 1-D arrays (short-axis reductions on (T, 3) are slow in numpy);
+    # in-place operations below keep large temporaries (and their page faults) few.
+    i0, i1, i2 = np.ascontiguousarray(tri.T)
+    vx, vy = np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1])
+    ax, bx, cx = vx[i0], vx[i1], vx[i2]
+    ay, by, cy = vy[i0], vy[i1], vy[i2]
+
+    # Box of pixel centres that can pass the test, clipped to the image (in float, so that huge
+    # coordinates never overflow an int cast). The points with all weights >= -eps form the triangle
+    # scaled by (1 + 3 eps) about its centroid, hence the margin.
+    x0, nxf = _pixel_range(ax, bx, cx, w)
+    y0, nyf = _pixel_range(ay, by, cy, h)
+    act = np.flatnonzero((nxf > 0) & (nyf > 0))  # ascending ids of triangles with centres in their box
+
+    # Signed doubled area; drop degenerate (and, if asked, back-facing) triangles.
+    ax, ay = ax[act], ay[act]
+    e1x, e1y = bx[act] - ax, by[act] - ay
+    e2x, e2y = cx[act] - ax, cy[act] - ay
     area2 = e1x * e2y - e1y * e2x
     keep = np.abs(area2) > DEGENERATE_AREA2
     if cull_backfaces:
         # area2 < 0: counter-clockwise on screen (y down); see module docstring.
         keep &= (area2 < 0) if front_face == "ccw" else (area2 > 0)
-
-    # Bounding box of pixel centres that can pass the test. The points with all weights >= -eps form the
-    # triangle scaled by (1 + 3 eps) about its centroid, hence the margin.
-    xs, ys = corners[:, :, 0], corners[:, :, 1]
-    xmin, xmax = xs.min(axis=1), xs.max(axis=1)
-    ymin, ymax = ys.min(axis=1), ys.max(axis=1)
-    mx = 3 * COVERAGE_EPS * (xmax - xmin) + 1e-9
-    my = 3 * COVERAGE_EPS * (ymax - ymin) + 1e-9
-    x0 = np.clip(np.ceil(xmin - mx), 0, w)  # clip in float: huge coordinates never overflow the int cast
-    x1 = np.clip(np.floor(xmax + mx), -1, w - 1)
-    y0 = np.clip(np.ceil(ymin - my), 0, h)
-    y1 = np.clip(np.floor(ymax + my), -1, h - 1)
-    nx = (x1 - x0 + 1).astype(np.int64)
-    ny = (y1 - y0 + 1).astype(np.int64)
-    keep &= (nx > 0) & (ny > 0)
-    act = np.flatnonzero(keep)  # ascending triangle ids
+    if not keep.all():
+        act, ax, ay, e1x, e1y, e2x, e2y, area2 = (a[keep] for a in (act, ax, ay, e1x, e1y, e2x, e2y, area2))
     if act.size == 0:
         return _finish(zbuf, fbuf, bbuf)
 
-    # Per active triangle: w1 = dx*p1 + dy*q1, w2 = dx*p2 + dy*q2 with (dx, dy) = pixel - A (Cramer's rule).
-    inv = 1.0 / area2[act]
-    # columns: x0, y0, ax, ay, p1, q1, p2, q2, az, bz - az, cz - az  (float64 rows, gathered once per pair)
-    params = np.stack([
-        x0[act], y0[act], ax[act], ay[act],
-        e2y[act] * inv, -e2x[act] * inv, -e1y[act] * inv, e1x[act] * inv,
-        az[act], corners[act, 1, 2] - az[act], corners[act, 2, 2] - az[act],
-    ], axis=1)
-    nx_act = nx[act]
-    counts = nx_act * ny[act]
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    total = int(ends[-1])
+    # Per active triangle: w1 = dx*p1 + dy*q1, w2 = dx*p2 + dy*q2 with (dx, dy) = pixel - A (Cramer's
+    # rule), w0 = 1 - w1 - w2; z = az + w1*(bz - az) + w2*(cz - az).
+    inv = np.divide(1.0, area2, out=area2)
+    vz = v[:, 2]
+    az = vz[i0[act]]
+    tp = _TriParams(
+        x0=x0[act], y0=y0[act], ax=ax, ay=ay,
+        p1=e2y * inv, q1=np.negative(e2x, out=e2x) * inv, p2=np.negative(e1y, out=e1y) * inv, q2=e1x * inv,
+        az=az, dzb=vz[i1[act]] - az, dzc=vz[i2[act]] - az, tid=act,
+    )
+    nx = nxf[act].astype(np.int64)
+    counts = nx * nyf[act].astype(np.int64)
+    bufs = (zbuf.reshape(-1), fbuf.reshape(-1), bbuf.reshape(-1, 3))
 
-    for c0 in range(0, total, chunk_size):
-        c1 = min(c0 + chunk_size, total)
-        # active triangles overlapping the candidate range [c0, c1)
-        t0 = int(np.searchsorted(ends, c0, side="right"))
-        t1 = int(np.searchsorted(starts, c1, side="left"))
-        local = np.minimum(ends[t0:t1], c1) - np.maximum(starts[t0:t1], c0)
-        ti = np.repeat(np.arange(t0, t1), local)
-        k = np.arange(c0, c1, dtype=np.int64) - starts[ti]
-        n_x = nx_act[ti]
-        row = k // n_x
-        col = k - row * n_x
-        p = params[ti]
-        px = p[:, 0] + col
-        py = p[:, 1] + row
-        dx = px - p[:, 2]
-        dy = py - p[:, 3]
-        w1 = dx * p[:, 4] + dy * p[:, 5]
-        w2 = dx * p[:, 6] + dy * p[:, 7]
-        w0 = 1.0 - w1 - w2
-        inside = (w0 >= -COVERAGE_EPS) & (w1 >= -COVERAGE_EPS) & (w2 >= -COVERAGE_EPS)
-        if not inside.any():
-            continue
-        sel = np.flatnonzero(inside)
-        _resolve_chunk(
-            zbuf.reshape(-1), fbuf.reshape(-1), bbuf.reshape(-1, 3),
-            pix=(py[sel] * w + px[sel]).astype(np.int64), tid=act[ti[sel]],
-            w0=w0[sel], w1=w1[sel], w2=w2[sel], zp=p[sel][:, 8:11],
-        )
+    # Pass 1: the first pixel of every box, (x0, y0); at face-mesh densities most boxes hold one pixel.
+    for c0 in range(0, act.size, chunk_size):
+        sl = slice(c0, c0 + chunk_size)
+        _test_and_merge(bufs, w, tp.take(sl), tp.x0[sl], tp.y0[sl])
+
+    # Pass 2: the remaining pixels k = 1 .. count-1 of larger boxes (row-major within the box), enumerated
+    # in chunks of at most chunk_size pairs so that a few large triangles cannot exhaust memory.
+    multi = np.flatnonzero(counts > 1)
+    if multi.size:
+        rest = counts[multi] - 1
+        ends = np.cumsum(rest)
+        starts = ends - rest
+        nx_m = nx[multi]
+        tpm = tp.take(multi)
+        total = int(ends[-1])
+        for c0 in range(0, total, chunk_size):
+            c1 = min(c0 + chunk_size, total)
+            t0 = int(np.searchsorted(ends, c0, side="right"))  # boxes overlapping pairs [c0, c1)
+            t1 = int(np.searchsorted(starts, c1, side="left"))
+            local = np.minimum(ends[t0:t1], c1) - np.maximum(starts[t0:t1], c0)
+            ti = np.repeat(np.arange(t0, t1), local)
+            k = np.arange(c0 + 1, c1 + 1, dtype=np.int64) - starts[ti]
+            n_x = nx_m[ti]
+            row = k // n_x
+            sub = tpm.take(ti)
+            _test_and_merge(bufs, w, sub, sub.x0 + (k - row * n_x), sub.y0 + row)
     return _finish(zbuf, fbuf, bbuf)
 
 
-def _resolve_chunk(
-    zflat: np.ndarray, fflat: np.ndarray, bflat: np.ndarray, *,
-    pix: np.ndarray, tid: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.ndarray, zp: np.ndarray,
-) -> None:
-    """Merge covered (pixel, triangle) pairs of one chunk into the flat buffers, in place.
+def _pixel_range(a: np.ndarray, b: np.ndarray, c: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First pixel centre and count (both float, count may be <= 0) along one axis, clipped to [0, size)."""
+    lo = np.minimum(a, b)
+    np.minimum(lo, c, out=lo)
+    hi = np.maximum(a, b)
+    np.maximum(hi, c, out=hi)
+    margin = hi - lo
+    margin *= 3 * COVERAGE_EPS
+    margin += 1e-9
+    lo -= margin
+    np.ceil(lo, out=lo)
+    np.clip(lo, 0, size, out=lo)
+    hi += margin
+    np.floor(hi, out=hi)
+    np.clip(hi, -1, size - 1, out=hi)
+    hi -= lo
+    hi += 1
+    return lo, hi
 
-    Pairs arrive in ascending triangle order and chunks arrive in ascending order too, so a stable sort by
-    (pixel, -z) puts the winner (max z, then lowest id) first in each pixel group, and a later chunk only
-    replaces a buffer entry with a strictly larger z.
+
+@dataclass(frozen=True)
+class _TriParams:
+    """Per-triangle constants of the coverage test, 1-D arrays of one length (see :func:`rasterize`)."""
+
+    x0: np.ndarray
+    y0: np.ndarray
+    ax: np.ndarray
+    ay: np.ndarray
+    p1: np.ndarray
+    q1: np.ndarray
+    p2: np.ndarray
+    q2: np.ndarray
+    az: np.ndarray
+    dzb: np.ndarray
+    dzc: np.ndarray
+    tid: np.ndarray
+
+    def take(self, index: slice | np.ndarray) -> _TriParams:
+        return _TriParams(**{f: getattr(self, f)[index] for f in self.__dataclass_fields__})
+
+
+def _test_and_merge(
+    bufs: tuple[np.ndarray, np.ndarray, np.ndarray], width: int, tp: _TriParams, px: np.ndarray, py: np.ndarray
+) -> None:
+    """Coverage-test pairs (triangle ``tp[n]``, pixel centre ``(px[n], py[n])``) and merge them into ``bufs``.
+
+    ``bufs`` = flat depth (H*W,) float64, face id (H*W,) int64, barycentrics (H*W, 3) float64, updated in
+    place. Pairs must come in ascending triangle order: a stable sort by (pixel, -z) then puts each pixel's
+    winner (max z, then lowest id) first; it replaces the buffer entry if its z is larger, or equal with a
+    lower id (earlier calls may have seen higher ids).
     """
-    wts = np.stack([w0, w1, w2], axis=1)
+    dx = px - tp.ax
+    dy = py - tp.ay
+    w1 = dx * tp.p1
+    w1 += dy * tp.q1
+    w2 = dx * tp.p2
+    w2 += dy * tp.q2
+    w0 = 1.0 - w1
+    w0 -= w2
+    inside = w0 >= -COVERAGE_EPS
+    inside &= w1 >= -COVERAGE_EPS
+    inside &= w2 >= -COVERAGE_EPS
+    sel = np.flatnonzero(inside)
+    if sel.size == 0:
+        return
+    wts = np.stack([w0[sel], w1[sel], w2[sel]], axis=1)
     np.maximum(wts, 0.0, out=wts)
     wts /= wts.sum(axis=1, keepdims=True)
-    z = zp[:, 0] + wts[:, 1] * zp[:, 1] + wts[:, 2] * zp[:, 2]
+    z = tp.az[sel] + wts[:, 1] * tp.dzb[sel] + wts[:, 2] * tp.dzc[sel]
+    pix = (py[sel] * width + px[sel]).astype(np.int64)
+    tid = tp.tid[sel]
+
     order = np.lexsort((-z, pix))
     ps = pix[order]
     first = np.ones(ps.shape[0], dtype=bool)
-    first[1:] = ps[1:] != ps[:-1]
+    np.not_equal(ps[1:], ps[:-1], out=first[1:])
     win = order[first]
     wp = pix[win]
-    better = z[win] > zflat[wp]
+    zflat, fflat, bflat = bufs
+    zw, zb = z[win], zflat[wp]
+    better = (zw > zb) | ((zw == zb) & (tid[win] < fflat[wp]))
     win, wp = win[better], wp[better]
     zflat[wp] = z[win]
     fflat[wp] = tid[win]
@@ -279,7 +339,7 @@ def rasterize_reference(
     computes the three barycentric weights from edge functions and keeps a pixel when its z is strictly
     larger than the buffer's (so the lowest index wins exact ties). For tests and benchmarks only.
 
-    >>> r = rasterize_reference(np.array([[0, 0, 1], [4, 0, 1], [0, 4, 1.0]]), np.array([[0, 1, 2]]), 3, 3)
+    >>> r = rasterize_reference(np.array([[0, 0, 1], [3, 0, 1], [0, 3, 1.0]]), np.array([[0, 1, 2]]), 3, 3)
     >>> r.face_id.tolist()
     [[0, 0, 0], [0, 0, 0], [0, 0, -1]]
     """

@@ -1,0 +1,484 @@
+"""``dsfnet data build``: turn a 68-landmark photo set (ytf68 layout) into 3DMM-labelled training samples.
+
+Per face (an *item*), a pipeline of pluggable stages:
+
+1. **init**: the 3DDFA_V2 teacher (:mod:`dsfnet.data.teacher`, weights folder from ``--teacher-dir`` or
+   ``$DSFNET_TEACHER_DIR``) predicts pose/shape/expression from the landmark crop; without a teacher the fit
+   starts from its closed-form initialisation;
+2. **fit**: 2D-convention landmark fitting (:func:`dsfnet.data.fitting.fit_landmarks`, ``convention="2d"``:
+   the jaw points slide along the silhouette); items whose fit is poor (NME > ``--max-nme``) fail;
+3. **profile**: face profiling (:func:`dsfnet.data.profiling.profile_face`) adds ``--views`` rotated copies
+   with |yaw| spread up to ``--max-yaw`` (90°) on the side the face already turns to;
+4. **write**: images under ``OUT/images/``, one record per item ``OUT/items/<key>.json`` (written last,
+   atomically: an item with a record is done, so a rerun resumes).
+
+At the end: ``OUT/train.jsonl`` and ``OUT/val.jsonl`` (:func:`dsfnet.data.sample.write_index`; raw
+coefficients, ``Pose_Para`` in each image's pixels), an identity-disjoint validation split (a fixed fraction
+of the identities chosen by a hash of the name: ytf68's own test split shares identities with training),
+optionally precomputed crops (``--cache``: :class:`dsfnet.data.cache.CacheWriter` +
+:class:`dsfnet.data.targets.TargetBuilder`, in ``OUT/cache_train`` / ``OUT/cache_val``), and a report
+(counts, a yaw histogram table, failures) printed and saved as ``OUT/report.json``.
+
+Source layout (ytf68): ``landmarks.jsonl`` with one ``{"image", "identity", "split", "pts68"}`` per line,
+image paths relative to the source folder. Only the ``training`` split is used by default: ytf68's test
+frames are near-duplicates of training frames of the same clips.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ENV_TEACHER = "DSFNET_TEACHER_DIR"
+TEACHER_WEIGHTS = "mb05_120x120.pth"
+TEACHER_STATS = "param_mean_std_62d_120x120.pkl"
+#: yaw histogram bin edges (degrees) of the report
+YAW_BINS = (-90, -75, -60, -45, -30, -15, 0, 15, 30, 45, 60, 75, 90)
+
+
+# --------------------------------------------------------------------------------------------- items
+
+@dataclass(frozen=True)
+class Item:
+    """One annotated face of the source set.
+
+    Attributes:
+        key: unique file-name-safe id (the image path without suffix, ``/`` → ``__``).
+        image: absolute image path.
+        identity: person id.
+        split: ``"train"`` or ``"val"`` (ours, identity-disjoint).
+        landmarks: ``(68, 2)`` image pixels (2D convention).
+    """
+
+    key: str
+    image: str
+    identity: str
+    split: str
+    landmarks: np.ndarray = field(repr=False)
+
+
+def identity_split(identity: str, val_fraction: float) -> str:
+    """``"val"`` for a deterministic ``val_fraction`` of identities (SHA-1 of the name), else ``"train"``."""
+    h = int.from_bytes(hashlib.sha1(identity.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    return "val" if h < val_fraction else "train"
+
+
+def read_items(source: str | os.PathLike, splits: tuple[str, ...] = ("training",), val_fraction: float = 0.1,
+               limit: int | None = None) -> list[Item]:
+    """Read ``landmarks.jsonl`` of a ytf68-style folder (module docstring) into :class:`Item` s.
+
+    Raises:
+        FileNotFoundError: no ``landmarks.jsonl``; ValueError: a malformed line (its number is given).
+    """
+    src = Path(source)
+    index = src / "landmarks.jsonl"
+    if not index.is_file():
+        raise FileNotFoundError(f"{index} not found: expected a ytf68-style folder with landmarks.jsonl")
+    items = []
+    with open(index, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                pts = np.asarray(obj["pts68"], dtype=np.float64)
+                rel, identity, split = str(obj["image"]), str(obj["identity"]), str(obj.get("split", "training"))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{index}:{no}: expected {{image, identity, split, pts68}}, got an error: {exc}") from None
+            if pts.shape != (68, 2):
+                raise ValueError(f"{index}:{no}: pts68 must be (68, 2), got {pts.shape}")
+            if split not in splits:
+                continue
+            key = str(Path(rel).with_suffix("")).replace("/", "__").replace("\\", "__")
+            items.append(Item(key, str((src / rel).resolve()), identity, identity_split(identity, val_fraction), pts))
+    items.sort(key=lambda it: it.key)
+    return items[:limit] if limit else items
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+@dataclass
+class Fit:
+    """Output of the init + fit stages: raw coefficients and ``Pose_Para`` in the photo's pixels."""
+
+    pose_para: np.ndarray
+    shape: np.ndarray          # raw (Ks,)
+    exp: np.ndarray            # raw (Ke,)
+    nme: float                 # fitted vs given landmarks, over √(w·h) of their box
+    teacher_nme: float | None  # the teacher's 68 points vs the given ones (None without a teacher)
+
+
+@dataclass
+class Pipeline:
+    """The stages; each is a plain callable so tests and future stages can swap them.
+
+    Attributes:
+        face_model: the 3DMM.
+        init: ``(image_rgb, landmarks (68, 2)) -> (pose_para (7,), shape_n, exp_n) | None``.
+        fit: ``(image_rgb, landmarks, init) -> Fit``.
+        profile: ``(image_rgb, Fit, rng) -> list of (image_rgb, pose_para)`` extra views (may be empty).
+    """
+
+    face_model: Any
+    init: Callable[[np.ndarray, np.ndarray], Any] | None = None
+    fit: Callable[..., Fit] | None = None
+    profile: Callable[..., list] | None = None
+
+
+def make_teacher_init(face_model, teacher_dir: str | os.PathLike) -> Callable:
+    """An init stage running the 3DDFA_V2 teacher from ``teacher_dir`` on the 3DDFA landmark crop."""
+    from dsfnet.data.teacher import Teacher, roi_from_landmarks
+
+    d = Path(teacher_dir)
+    for name in (TEACHER_WEIGHTS, TEACHER_STATS):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"teacher file {d / name} not found (--teacher-dir / ${ENV_TEACHER} must hold "
+                                    f"{TEACHER_WEIGHTS} and {TEACHER_STATS})")
+    teacher = Teacher(d / TEACHER_WEIGHTS, d / TEACHER_STATS, face_model)
+
+    def init(image: np.ndarray, landmarks: np.ndarray):
+        out = teacher.predict(image, roi_from_landmarks(landmarks))
+        return (out.pose_para, out.shape / face_model.shape_std, out.exp / face_model.exp_std,
+                out.landmarks[:, :2])
+
+    return init
+
+
+def make_fit_stage(face_model, convention: str = "2d") -> Callable:
+    """A fit stage: :func:`fit_landmarks` from the init (if any)."""
+    from dsfnet.data.fitting import fit_landmarks, landmark_nme
+
+    def fit(image: np.ndarray, landmarks: np.ndarray, init) -> Fit:
+        kw = {}
+        teacher_nme = None
+        if init is not None:
+            kw = {"init_pose": init[0], "init_shape": init[1], "init_exp": init[2]}
+            if len(init) > 3 and init[3] is not None:
+                teacher_nme = landmark_nme(init[3], landmarks)
+        r = fit_landmarks(face_model, landmarks, image.shape[0], convention=convention, **kw)
+        return Fit(r.pose_para, r.shape * face_model.shape_std, r.exp * face_model.exp_std,
+                   landmark_nme(r.landmarks, landmarks), teacher_nme)
+
+    return fit
+
+
+def make_profile_stage(face_model, views: int, max_yaw_deg: float = 90.0, min_step_deg: float = 10.0) -> Callable:
+    """A profiling stage: ``views`` new images, target |yaw| drawn uniformly in ``[|yaw| + min_step, max_yaw]``
+    on the side the face turns to (a frontal face picks a side at random)."""
+    from dsfnet.data.profiling import profile_face
+
+    max_yaw = np.radians(max_yaw_deg)
+    step = np.radians(min_step_deg)
+
+    def profile(image: np.ndarray, fit: Fit, rng: np.random.Generator) -> list:
+        yaw = float(fit.pose_para[1])
+        side = np.sign(yaw) if abs(yaw) > np.radians(3) else rng.choice([-1.0, 1.0])
+        lo = min(abs(yaw) + step, max_yaw)
+        out = []
+        for target in np.sort(rng.uniform(lo, max_yaw, size=views)):
+            view = profile_face(image, face_model, fit.shape, fit.exp, fit.pose_para,
+                                delta_yaw=float(side * target - yaw))
+            out.append((view.image, view.pose_para))
+        return out
+
+    return profile
+
+
+# --------------------------------------------------------------------------------------------- worker
+
+_CTX: dict[str, Any] = {}
+
+
+def _worker_init(config: dict) -> None:
+    """Per-process setup: one torch thread, the face model and the stages."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    _CTX.clear()
+    _CTX.update(config)
+    _CTX["pipeline"] = build_pipeline(config)
+
+
+def build_pipeline(config: dict) -> Pipeline:
+    """The default :class:`Pipeline` for a build configuration (see :func:`add_build_arguments`)."""
+    if config.get("face_model_obj") is not None:
+        fm = config["face_model_obj"]
+    else:
+        from dsfnet.facemodel.model import load_face_model
+
+        fm = load_face_model(config.get("face_model"))
+    init = make_teacher_init(fm, config["teacher_dir"]) if config.get("teacher_dir") else None
+    prof = make_profile_stage(fm, config["views"], config["max_yaw"]) if config.get("views", 0) > 0 else None
+    return Pipeline(face_model=fm, init=init, fit=make_fit_stage(fm, config.get("convention", "2d")), profile=prof)
+
+
+def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, max_nme: float = 0.08) -> dict:
+    """Run the stages on one item and write its images and record; returns the record.
+
+    Failures (unreadable image, bad fit, a stage raising) are recorded (``status: "failed"``, ``error``) and
+    written too, so a rerun skips them; delete ``items/<key>.json`` to retry one.
+    """
+    from dsfnet.data.sample import read_rgb
+    from dsfnet.io.writers import atomic_write_text, write_image
+
+    record: dict[str, Any] = {"key": item.key, "identity": item.identity, "split": item.split, "status": "ok",
+                              "samples": []}
+    t0 = time.perf_counter()
+    try:
+        image = read_rgb(item.image)
+        init = pipeline.init(image, item.landmarks) if pipeline.init is not None else None
+        fit = pipeline.fit(image, item.landmarks, init)
+        record["fit_nme"] = fit.nme
+        record["teacher_nme"] = fit.teacher_nme
+        if not fit.nme <= max_nme:
+            raise ValueError(f"landmark fit NME {100 * fit.nme:.2f}% > {100 * max_nme:.1f}%")
+        img_dir = out_dir / "images"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        first = img_dir / f"{item.key}_v0{Path(item.image).suffix.lower()}"
+        _atomic_copy(item.image, first)
+        h = int(image.shape[0])
+        record["samples"].append(_sample_json(first, out_dir, fit.shape, fit.exp, fit.pose_para, h,
+                                              item.landmarks, "2d", item.identity, "ytf68"))
+        if pipeline.profile is not None:
+            rng = np.random.default_rng([seed, int(hashlib.sha1(item.key.encode()).hexdigest()[:8], 16)])
+            for k, (view, pose) in enumerate(pipeline.profile(image, fit, rng), start=1):
+                path = img_dir / f"{item.key}_v{k}.jpg"
+                write_image(path, view, quality=95)
+                lm = _project_keypoints(pipeline.face_model, fit.shape, fit.exp, pose, h)
+                record["samples"].append(_sample_json(path, out_dir, fit.shape, fit.exp, pose, h, lm, "3d",
+                                                      item.identity, "ytf68/profiled"))
+    except Exception as exc:  # noqa: BLE001 - any stage failure becomes a recorded failure
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", samples=[])
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    items_dir = out_dir / "items"
+    items_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(items_dir / f"{item.key}.json", json.dumps(record))
+    return record
+
+
+def _worker_run(item: Item) -> dict:
+    return process_item(item, _CTX["pipeline"], Path(_CTX["out"]), _CTX.get("seed", 0), _CTX.get("max_nme", 0.08))
+
+
+def _project_keypoints(fm, shape, exp, pose, height) -> np.ndarray:
+    from dsfnet.geometry import decode_vertices, pose_para_to_image
+
+    kp = np.asarray(fm.keypoints)
+    v = decode_vertices(fm.mean[kp], fm.shape_basis[kp], fm.exp_basis[kp], shape, exp).astype(np.float64)
+    return pose_para_to_image(v, pose, height)
+
+
+def _sample_json(path: Path, out_dir: Path, shape, exp, pose, height, landmarks, convention, identity, source) -> dict:
+    return {
+        "image": os.path.relpath(path, out_dir), "image_height": int(height),
+        "shape": [float(v) for v in shape], "exp": [float(v) for v in exp],
+        "pose_para": [float(v) for v in pose], "identity": identity, "source": source,
+        "landmarks": np.asarray(landmarks, dtype=np.float64).round(4).tolist(), "landmark_convention": convention,
+    }
+
+
+def _atomic_copy(src: str | os.PathLike, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Register the options of ``dsfnet data build`` on ``parser``."""
+    parser.add_argument("source", type=Path, help="ytf68-style folder (landmarks.jsonl + images)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
+    parser.add_argument("--teacher-dir", type=Path, default=None,
+                        help=f"3DDFA_V2 folder with {TEACHER_WEIGHTS} and {TEACHER_STATS} (default: ${ENV_TEACHER}; "
+                             "without one the fit starts from its closed-form initialisation)")
+    parser.add_argument("--no-teacher", action="store_true", help="do not use the teacher even if one is set")
+    parser.add_argument("--views", type=int, default=1, help="profiled views per face (0 = none; default 1)")
+    parser.add_argument("--max-yaw", type=float, default=90.0, help="largest |yaw| of profiled views, degrees")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of identities held out (0.1)")
+    parser.add_argument("--splits", default="training", help="source splits to use, comma-separated (training)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N faces (sorted by name)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2; 0 = in-process)")
+    parser.add_argument("--max-nme", type=float, default=0.08, help="fail items whose fit NME exceeds this (0.08)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the profiled yaws")
+    parser.add_argument("--cache", action="store_true", help="also precompute crops and GT maps into OUT/cache_*")
+    parser.add_argument("--crop-size", type=int, default=128, help="crop size S of the cache (128)")
+    parser.add_argument("--uv-size", type=int, default=128, help="UV size U of the cache (128)")
+    parser.add_argument("--face-model", type=Path, default=None, help="face model file (default: built-in)")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
+    """Run the build (module docstring). ``pipeline`` overrides the stages (runs in-process). Returns 0, or 1
+    when nothing could be built."""
+    out = Path(args.out)
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.views < 0:
+        raise ValueError(f"--views must be >= 0, got {args.views}")
+    splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
+    items = read_items(args.source, splits, args.val_fraction, args.limit)
+    if not items:
+        print(f"dsfnet data build: no faces in {args.source} for splits {splits}", file=sys.stderr)
+        return 1
+    teacher_dir = None if args.no_teacher else (args.teacher_dir or os.environ.get(ENV_TEACHER) or None)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {p.stem for p in (out / "items").glob("*.json")} if (out / "items").is_dir() else set()
+    todo = [it for it in items if it.key not in done]
+    print(f"{len(items)} faces ({sum(it.split == 'val' for it in items)} held out for validation), "
+          f"{len(items) - len(todo)} already built; teacher: {teacher_dir or 'none'}; views per face: {args.views}")
+    config = {"out": str(out), "seed": args.seed, "max_nme": args.max_nme, "teacher_dir": teacher_dir,
+              "views": args.views, "max_yaw": args.max_yaw, "convention": "2d",
+              "face_model": None if args.face_model is None else str(args.face_model)}
+    t0 = time.perf_counter()
+    if todo:
+        _run(todo, config, args.workers, pipeline)
+    elapsed = time.perf_counter() - t0
+    records = _load_records(out, items)
+    report = summarize(records, elapsed=elapsed, n_built_now=len(todo))
+    _write_indexes(out, records)
+    if args.cache:
+        fm = pipeline.face_model if pipeline is not None else None
+        report["cache"] = build_caches(out, args.crop_size, args.uv_size, fm, args.face_model)
+    from dsfnet.io.writers import atomic_write_text
+
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    print(format_report(report))
+    return 0 if report["samples"] > 0 else 1
+
+
+def _run(todo: list[Item], config: dict, workers: int, pipeline: Pipeline | None) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="face", desc="build", dynamic_ncols=True)
+    if pipeline is not None or workers <= 0:
+        pipe = pipeline if pipeline is not None else build_pipeline(config)
+        for it in todo:
+            process_item(it, pipe, Path(config["out"]), config["seed"], config["max_nme"])
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_worker_init, initargs=(config,)) as pool:
+            for _ in pool.imap_unordered(_worker_run, todo, chunksize=1):
+                bar.update(1)
+    bar.close()
+
+
+def _load_records(out: Path, items: list[Item]) -> list[dict]:
+    records = []
+    for it in items:
+        p = out / "items" / f"{it.key}.json"
+        if p.is_file():
+            records.append(json.loads(p.read_text(encoding="utf-8")))
+    return records
+
+
+def _write_indexes(out: Path, records: list[dict]) -> None:
+    from dsfnet.data.sample import FaceSample, write_index
+
+    for split in ("train", "val"):
+        samples = [FaceSample.from_json(s, base=out) for r in records if r["split"] == split for s in r["samples"]]
+        write_index(samples, out / f"{split}.jsonl")
+
+
+def summarize(records: list[dict], elapsed: float = 0.0, n_built_now: int = 0) -> dict:
+    """Counts, yaw histogram (degrees, :data:`YAW_BINS`), fit quality and failures of a build."""
+    ok = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] != "ok"]
+    yaws = {"original": [], "profiled": []}
+    for r in ok:
+        for s in r["samples"]:
+            yaws["profiled" if s["source"].endswith("profiled") else "original"].append(np.degrees(s["pose_para"][1]))
+    hist = {k: np.histogram(np.clip(v, -90, 90), bins=YAW_BINS)[0].tolist() for k, v in yaws.items()}
+    nmes = [r["fit_nme"] for r in ok]
+    tnmes = [r["teacher_nme"] for r in ok if r.get("teacher_nme") is not None]
+    return {
+        "faces": len(records), "ok": len(ok), "failed": len(failed),
+        "samples": sum(len(r["samples"]) for r in ok),
+        "train_samples": sum(len(r["samples"]) for r in ok if r["split"] == "train"),
+        "val_samples": sum(len(r["samples"]) for r in ok if r["split"] == "val"),
+        "train_identities": len({r["identity"] for r in ok if r["split"] == "train"}),
+        "val_identities": len({r["identity"] for r in ok if r["split"] == "val"}),
+        "fit_nme_mean": float(np.mean(nmes)) if nmes else None,
+        "teacher_nme_mean": float(np.mean(tnmes)) if tnmes else None,
+        "yaw_bins": list(YAW_BINS), "yaw_hist": hist,
+        "failures": [{"key": r["key"], "error": r.get("error", "")} for r in failed],
+        "seconds": round(elapsed, 1), "built_now": n_built_now,
+        "seconds_per_face": round(elapsed / n_built_now, 3) if n_built_now else None,
+    }
+
+
+def format_report(report: dict) -> str:
+    """The report as text: counts, a yaw histogram table, the first failures."""
+    lines = [
+        f"faces: {report['faces']} (ok {report['ok']}, failed {report['failed']}); samples: {report['samples']} "
+        f"(train {report['train_samples']} from {report['train_identities']} identities, "
+        f"val {report['val_samples']} from {report['val_identities']})",
+    ]
+    if report.get("fit_nme_mean") is not None:
+        t = report.get("teacher_nme_mean")
+        lines.append(f"fit NME mean {100 * report['fit_nme_mean']:.2f}%"
+                     + (f" (teacher alone {100 * t:.2f}%)" if t is not None else ""))
+    if report.get("seconds_per_face"):
+        lines.append(f"time: {report['seconds']} s for {report['built_now']} faces "
+                     f"({report['seconds_per_face']} s per face)")
+    bins = report["yaw_bins"]
+    lines.append(f"{'yaw (deg)':>12} | {'original':>8} | {'profiled':>8}")
+    lines.append("-" * 36)
+    for i in range(len(bins) - 1):
+        o, p = report["yaw_hist"]["original"][i], report["yaw_hist"]["profiled"][i]
+        lines.append(f"{f'[{bins[i]}, {bins[i + 1]})':>12} | {o:>8} | {p:>8}")
+    for f in report["failures"][:10]:
+        lines.append(f"failed: {f['key']}: {f['error']}")
+    if len(report["failures"]) > 10:
+        lines.append(f"... and {len(report['failures']) - 10} more failures (report.json)")
+    return "\n".join(lines)
+
+
+def build_caches(out: Path, crop_size: int, uv_size: int, face_model=None, face_model_path=None) -> dict:
+    """Precompute training crops + GT maps of ``OUT/{train,val}.jsonl`` into ``OUT/cache_{train,val}``."""
+    from dsfnet.data.cache import CacheWriter, default_fields
+    from dsfnet.data.sample import read_index
+    from dsfnet.data.targets import TargetBuilder
+    from dsfnet.facemodel.uv import get_uv_layout
+
+    if face_model is None:
+        from dsfnet.facemodel.model import load_face_model
+
+        face_model = load_face_model(face_model_path)
+    builder = TargetBuilder(face_model, get_uv_layout(face_model, uv_size), crop_size)
+    counts = {}
+    for split in ("train", "val"):
+        samples = read_index(out / f"{split}.jsonl")
+        counts[split] = len(samples)
+        if not samples:
+            continue
+        fields = default_fields(crop_size, uv_size, face_model.n_shape, face_model.n_exp)
+        attrs = {"crop_size": crop_size, "uv_size": uv_size, "face_model": face_model.fingerprint,
+                 "source": str(out / f"{split}.jsonl")}
+        with CacheWriter(out / f"cache_{split}", fields, len(samples), attrs=attrs) as writer:
+            for i, s in enumerate(samples):
+                writer[i] = builder.build_sample(s)
+    return counts

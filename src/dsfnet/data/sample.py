@@ -1,0 +1,282 @@
+"""The generic face-sample record every data source is converted to (300W-LP .mat, pseudo-labels, synthetic).
+
+A :class:`FaceSample` is one face in one photo: the image (a path or an ``H×W×3`` uint8 RGB array), the
+3DMM parameters in **our** convention (``docs/CONVENTIONS.md``):
+
+* ``shape (Ks,)`` and ``exp (Ke,)``: **raw** coefficients (the scale of 300W-LP ``Shape_Para``/``Exp_Para``);
+* ``pose_para (7,)``: ``[pitch, yaw, roll (radians), tx, ty, tz, s]`` in the ``Pose_Para`` convention, in the
+  pixels of *this* image (a vertex lands at ``s·R·v + t`` and then ``y ← H − y`` with ``H = image_height``),
+
+plus optional ``landmarks (68, 2|3)`` image pixels with ``landmark_convention`` ``"2d"`` (300-W style: the jaw
+points follow the visible cheek contour) or ``"3d"`` (projections of fixed 3D vertices, like AFLW2000-3D
+``pt3d_68``), an ``identity`` (to keep people apart in splits) and a ``source`` tag.
+
+Two storage forms, both written atomically (temp file in the same folder, then ``os.replace``):
+
+* a JSON-lines index (:func:`write_index`/:func:`read_index`): one JSON object per line, images stay files;
+  relative image paths are resolved against the index file's folder;
+* an npz shard (:func:`write_shard`/:func:`read_shard`): images embedded as arrays, fixed-size parameters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+#: allowed values of :attr:`FaceSample.landmark_convention`
+LANDMARK_CONVENTIONS = ("2d", "3d")
+
+
+@dataclass
+class FaceSample:
+    """One face in one photo, with its 3DMM fit in our convention (see the module docstring).
+
+    Attributes:
+        image: path to an image file, or an ``(H, W, 3)`` uint8 RGB array.
+        shape: ``(Ks,)`` float raw identity coefficients.
+        exp: ``(Ke,)`` float raw expression coefficients.
+        pose_para: ``(7,)`` float ``[pitch, yaw, roll, tx, ty, tz, s]`` (radians, image pixels, scale).
+        image_height: ``H`` of the image in pixels (needed by the ``y ← H − y`` flip); ``None`` = read it from
+            the image when needed.
+        landmarks: optional ``(68, 2)`` or ``(68, 3)`` image pixels (x right, y down).
+        landmark_convention: ``"2d"`` or ``"3d"`` when ``landmarks`` is given, else ``None``.
+        identity: person id (free text; ``""`` = unknown).
+        source: where the sample comes from (e.g. ``"300w_lp/AFW"``, ``"teacher"``, ``"synthetic"``).
+    """
+
+    image: str | np.ndarray
+    shape: np.ndarray
+    exp: np.ndarray
+    pose_para: np.ndarray
+    image_height: int | None = None
+    landmarks: np.ndarray | None = None
+    landmark_convention: str | None = None
+    identity: str = ""
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shape = _vector(self.shape, "shape")
+        self.exp = _vector(self.exp, "exp")
+        self.pose_para = _vector(self.pose_para, "pose_para")
+        if self.pose_para.shape != (7,):
+            raise ValueError(f"pose_para must have 7 values [pitch, yaw, roll, tx, ty, tz, s], got {self.pose_para.shape[0]}")
+        if self.landmarks is not None:
+            lm = np.asarray(self.landmarks, dtype=np.float64)
+            if lm.shape not in ((68, 2), (68, 3)):
+                raise ValueError(f"landmarks must be (68, 2) or (68, 3) image pixels, got shape {lm.shape}")
+            if not np.isfinite(lm).all():
+                raise ValueError("landmarks contain NaN/inf")
+            self.landmarks = lm
+            if self.landmark_convention not in LANDMARK_CONVENTIONS:
+                raise ValueError(f"landmark_convention must be one of {LANDMARK_CONVENTIONS} when landmarks are "
+                                 f"given, got {self.landmark_convention!r}")
+        elif self.landmark_convention is not None and self.landmark_convention not in LANDMARK_CONVENTIONS:
+            raise ValueError(f"landmark_convention must be one of {LANDMARK_CONVENTIONS} or None, "
+                             f"got {self.landmark_convention!r}")
+        if isinstance(self.image, np.ndarray):
+            _check_image(self.image)
+            if self.image_height is None:
+                self.image_height = int(self.image.shape[0])
+        elif not isinstance(self.image, (str, os.PathLike)):
+            raise ValueError(f"image must be a path or an (H, W, 3) uint8 array, got {type(self.image).__name__}")
+        else:
+            self.image = str(self.image)
+
+    def load_image(self) -> np.ndarray:
+        """The image as ``(H, W, 3)`` uint8 RGB (reads the file when ``image`` is a path)."""
+        if isinstance(self.image, np.ndarray):
+            return self.image
+        return read_rgb(self.image)
+
+    def height(self) -> int:
+        """Image height ``H`` in pixels (reads the image if it was not recorded)."""
+        if self.image_height is None:
+            self.image_height = int(self.load_image().shape[0])
+        return int(self.image_height)
+
+    def to_json(self, base: Path | None = None) -> dict:
+        """JSON-ready dict; a path image is written relative to ``base`` when it lies below it."""
+        if isinstance(self.image, np.ndarray):
+            raise ValueError("an in-memory image cannot go into a JSON index; save it as a file or use write_shard")
+        image = self.image
+        if base is not None:
+            try:
+                image = os.path.relpath(Path(self.image).resolve(), Path(base).resolve())
+                if image.startswith(".."):
+                    image = str(Path(self.image).resolve())
+            except ValueError:  # other drive (Windows)
+                image = str(Path(self.image).resolve())
+        out = {
+            "image": image,
+            "image_height": self.image_height,
+            "shape": [float(v) for v in self.shape],
+            "exp": [float(v) for v in self.exp],
+            "pose_para": [float(v) for v in self.pose_para],
+            "identity": self.identity,
+            "source": self.source,
+        }
+        if self.landmarks is not None:
+            out["landmarks"] = np.asarray(self.landmarks).round(4).tolist()
+            out["landmark_convention"] = self.landmark_convention
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict, base: Path | None = None) -> "FaceSample":
+        """Inverse of :meth:`to_json`; relative image paths are resolved against ``base``."""
+        missing = [k for k in ("image", "shape", "exp", "pose_para") if k not in obj]
+        if missing:
+            raise ValueError(f"sample record lacks {missing}; has {sorted(obj)}")
+        image = obj["image"]
+        if base is not None and not os.path.isabs(image):
+            image = str(Path(base) / image)
+        lm = obj.get("landmarks")
+        return cls(
+            image=image,
+            shape=np.asarray(obj["shape"], dtype=np.float64),
+            exp=np.asarray(obj["exp"], dtype=np.float64),
+            pose_para=np.asarray(obj["pose_para"], dtype=np.float64),
+            image_height=obj.get("image_height"),
+            landmarks=None if lm is None else np.asarray(lm, dtype=np.float64),
+            landmark_convention=obj.get("landmark_convention"),
+            identity=obj.get("identity", ""),
+            source=obj.get("source", ""),
+            extra=dict(obj.get("extra", {})),
+        )
+
+
+def _vector(value, name: str) -> np.ndarray:
+    v = np.asarray(value, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} contains NaN/inf")
+    return v
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB; ``FileNotFoundError``/``ValueError`` when impossible."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image file not found: {p}")
+    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot decode image file {p} (not an image, or truncated)")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_index(samples: Iterable[FaceSample], path: str | os.PathLike) -> int:
+    """Write a JSON-lines index (one sample per line), atomically. Returns the number of samples.
+
+    Image paths below the index's folder are stored relative to it, others absolute.
+    """
+    path = Path(path)
+    lines = [json.dumps(s.to_json(base=path.parent), separators=(",", ":")) for s in samples]
+    _atomic_write_bytes(path, lambda f: f.write(("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")))
+    return len(lines)
+
+
+def read_index(path: str | os.PathLike) -> list[FaceSample]:
+    """Read a JSON-lines index written by :func:`write_index` (blank lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample index not found: {path}")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{no}: not a JSON object ({e})") from None
+            try:
+                out.append(FaceSample.from_json(obj, base=path.parent))
+            except ValueError as e:
+                raise ValueError(f"{path}:{no}: {e}") from None
+    return out
+
+
+def write_shard(samples: Sequence[FaceSample], path: str | os.PathLike) -> int:
+    """Write samples with embedded images to one ``.npz`` shard, atomically. Returns the number of samples.
+
+    Layout: ``image_<i>`` (H_i, W_i, 3) uint8; ``shape (M, Ks)``, ``exp (M, Ke)``, ``pose_para (M, 7)``,
+    ``landmarks (M, 68, 3)`` (NaN rows where absent; z NaN for 2-D points), ``meta`` a JSON string with
+    identity, source, landmark convention and extra per sample. All samples must share Ks and Ke.
+    """
+    samples = list(samples)
+    if not samples:
+        raise ValueError("write_shard needs at least one sample")
+    ks, ke = samples[0].shape.shape[0], samples[0].exp.shape[0]
+    for i, s in enumerate(samples):
+        if s.shape.shape[0] != ks or s.exp.shape[0] != ke:
+            raise ValueError(f"sample {i} has {s.shape.shape[0]}/{s.exp.shape[0]} coefficients, sample 0 has {ks}/{ke}")
+    arrays: dict[str, np.ndarray] = {}
+    lms = np.full((len(samples), 68, 3), np.nan, dtype=np.float32)
+    meta = []
+    for i, s in enumerate(samples):
+        img = s.load_image()
+        arrays[f"image_{i}"] = img
+        if s.landmarks is not None:
+            lms[i, :, : s.landmarks.shape[1]] = s.landmarks
+        meta.append({"identity": s.identity, "source": s.source, "landmark_convention": s.landmark_convention,
+                     "has_landmarks": s.landmarks is not None, "extra": s.extra})
+    arrays["shape"] = np.stack([s.shape for s in samples]).astype(np.float64)
+    arrays["exp"] = np.stack([s.exp for s in samples]).astype(np.float64)
+    arrays["pose_para"] = np.stack([s.pose_para for s in samples]).astype(np.float64)
+    arrays["landmarks"] = lms
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = Path(path)
+    _atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+    return len(samples)
+
+
+def read_shard(path: str | os.PathLike) -> list[FaceSample]:
+    """Read a shard written by :func:`write_shard` (images come back as arrays)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample shard not found: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        for key in ("shape", "exp", "pose_para", "landmarks", "meta"):
+            if key not in z:
+                raise ValueError(f"{path} is not a sample shard: missing {key!r} (has {sorted(z.files)})")
+        meta = json.loads(str(z["meta"]))
+        out = []
+        for i, m in enumerate(meta):
+            lm = z["landmarks"][i].astype(np.float64) if m["has_landmarks"] else None
+            if lm is not None and np.isnan(lm[:, 2]).all():
+                lm = lm[:, :2]
+            out.append(FaceSample(
+                image=z[f"image_{i}"], shape=z["shape"][i], exp=z["exp"][i], pose_para=z["pose_para"][i],
+                landmarks=lm, landmark_convention=m["landmark_convention"], identity=m["identity"],
+                source=m["source"], extra=m.get("extra", {}),
+            ))
+    return out

@@ -1,0 +1,78 @@
+"""YuNet face detector from the ``yuface`` wheel (libfacedetection compiled with its weights; works offline).
+
+``yuface.detect(bgr_uint8, conf)`` returns ``(confs (N,) int16 0..100, boxes (N, 4) int16 XYWH,
+landmarks (N, 10) int16 x, y pairs)`` in the pixels of the image it was given. Large images are slow and
+detect worse (the wheel warns above 960 px), so images whose longer side exceeds ``max_side`` are
+downscaled (``cv2.INTER_AREA``) before detection and the boxes scaled back.
+"""
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+
+from dsfnet.crop import BoxCalibration
+from dsfnet.detect.base import Detection, FaceDetector
+
+__all__ = ["YUFACE_CALIBRATION", "YuFaceDetector"]
+
+#: Box-to-crop calibration of yuface boxes, fitted by ``benchmarks/fit_detector_calibration.py`` on
+#: ytf68 frames (training + test with landmarks, 4,232 faces, 1 detection matched per face): the medians
+#: over faces of (landmark-crop side / box side), (landmark-box centre − box centre) / box side in x and y,
+#: where the landmark crop is ``crop.box_from_landmarks(pts68, 1.5)`` and the box side is (w + h)/2.
+YUFACE_CALIBRATION = BoxCalibration(side_scale=1.5, center_shift_x=0.0, center_shift_y=0.0)
+
+
+class YuFaceDetector(FaceDetector):
+    """YuNet (``yuface``) face detector.
+
+    Args:
+        conf_threshold: minimum confidence in [0, 1] (the wheel reports 0..100; we divide by 100).
+        max_side: images whose longer side exceeds this many pixels are downscaled before detection.
+    """
+
+    name = "yuface"
+    calibration = YUFACE_CALIBRATION
+
+    def __init__(self, conf_threshold: float = 0.5, max_side: int = 800) -> None:
+        if not 0.0 <= conf_threshold <= 1.0:
+            raise ValueError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
+        if max_side < 64:
+            raise ValueError(f"max_side must be at least 64 px, got {max_side}")
+        try:
+            import yuface  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise ImportError("the 'yuface' detector needs the PyPI package yuface: pip install yuface") from exc
+        self.conf_threshold = float(conf_threshold)
+        self.max_side = int(max_side)
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        import yuface
+
+        h, w = image_rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        img = image_rgb
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            img = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+            sx, sy = size[0] / w, size[1] / h
+        else:
+            sx = sy = 1.0
+        bgr = np.ascontiguousarray(img[:, :, ::-1])  # yuface takes OpenCV's B, G, R order
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            confs, boxes, kps = yuface.detect(bgr, self.conf_threshold)
+        out = []
+        for c, b, k in zip(np.asarray(confs), np.asarray(boxes, dtype=np.float64), np.asarray(kps, dtype=np.float64)):
+            x, y, bw, bh = b
+            if bw <= 0 or bh <= 0:
+                continue
+            box = np.array([x, y, x + bw, y + bh])
+            pts = k.reshape(5, 2)
+            # back to the original pixels; pixel centres at integers in both images
+            box[[0, 2]] = (box[[0, 2]] + 0.5) / sx - 0.5
+            box[[1, 3]] = (box[[1, 3]] + 0.5) / sy - 0.5
+            pts = (pts + 0.5) / np.array([sx, sy]) - 0.5
+            out.append(Detection(box, min(1.0, float(c) / 100.0), pts))
+        return out

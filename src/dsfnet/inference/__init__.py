@@ -1,0 +1,35 @@
+"""Inference: the public :class:`FaceAligner` API, result type, network runners, video tracking and overlays."""
+from __future__ import annotations
+
+from dsfnet.inference.aligner import FaceAligner, decode_face, zbuffer_visibility
+from dsfnet.inference.face import Face, pose_dict
+from dsfnet.inference.runner import (
+    BACKENDS,
+    NetworkRunner,
+    OnnxRunner,
+    StaticRunner,
+    TorchRunner,
+    WeightsNotFoundError,
+    resolve_weights,
+    standardize_np,
+)
+from dsfnet.inference.smoothing import OneEuroFilter
+from dsfnet.inference.tracking import FaceTracker
+
+__all__ = [
+    "BACKENDS",
+    "Face",
+    "FaceAligner",
+    "FaceTracker",
+    "NetworkRunner",
+    "OneEuroFilter",
+    "OnnxRunner",
+    "StaticRunner",
+    "TorchRunner",
+    "WeightsNotFoundError",
+    "decode_face",
+    "pose_dict",
+    "resolve_weights",
+    "standardize_np",
+    "zbuffer_visibility",
+]

@@ -1,0 +1,258 @@
+"""The public API: :class:`FaceAligner` (image → detect → crop → network → decode → :class:`Face`).
+
+Pipeline and frames (``docs/CONVENTIONS.md``):
+
+1. ``dsfnet.io.read_image``: any input → ``(H, W, 3)`` uint8 RGB.
+2. Detection (or given boxes) → square crop box via ``crop.box_from_detection`` and the detector's
+   :class:`~dsfnet.crop.BoxCalibration` (or ``crop.box_from_landmarks`` for landmark-driven crops).
+3. ``crop.crop_matrix`` / ``crop.warp_image`` → ``S×S`` crop, S = the runner's ``input_size``.
+4. The runner (torch or ONNX Runtime, :mod:`dsfnet.inference.runner`) → ``face_uvm`` (pm units, crop frame,
+   nose-relative z) and ``rotation``.
+5. Decode with ``dsfnet.decode.UVCodec``: dense vertices and 68 landmarks in crop px, then back to image px
+   through the inverse crop matrix (z divided by the same scale k). Visibility: a landmark is visible when it
+   is not behind the decoded mesh (z-buffer of the face at its pixel, tolerance ``visibility_tolerance × S``),
+   times the network's visible-face probability ``seg`` at that pixel when the runner returns it. Pose:
+   ``geometry.matrix_to_pose_para(rotation)`` in degrees (the crop is an axis-aligned scaling, so the
+   rotation is the same in crop and image frames).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from dsfnet.crop import (
+    BoxCalibration,
+    box_from_detection,
+    box_from_landmarks,
+    crop_matrix,
+    invert_matrix,
+    transform_points,
+    warp_image,
+)
+from dsfnet.detect import BoxesDetector, Detection, FaceDetector, create_detector, parse_boxes
+from dsfnet.inference.face import Face, pose_dict
+from dsfnet.inference.runner import BACKENDS, NetworkRunner, OnnxRunner, TorchRunner, resolve_weights
+from dsfnet.io import read_image
+
+__all__ = ["FaceAligner", "decode_face"]
+
+NOSE_TIP = 30
+
+
+def _bilinear(channel: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Sample an ``(S, S)`` map at ``(K, 2)`` pixel positions (x, y), clamped to the border."""
+    h, w = channel.shape
+    x = np.clip(xy[:, 0], 0, w - 1)
+    y = np.clip(xy[:, 1], 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    top = channel[y0, x0] * (1 - fx) + channel[y0, x1] * fx
+    bot = channel[y1, x0] * (1 - fx) + channel[y1, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def zbuffer_visibility(vertices_crop: np.ndarray, triangles: np.ndarray, points_crop: np.ndarray, size: int,
+                       tolerance: float) -> np.ndarray:
+    """1.0 where a point is not behind the mesh's front surface, else 0.0.
+
+    Args:
+        vertices_crop: ``(N, 3)`` crop px (z toward the camera). triangles: ``(T, 3)``.
+        points_crop: ``(K, 3)`` crop px. size: crop side S. tolerance: allowed depth gap, crop px.
+    Returns:
+        ``(K,)`` float64 in {0, 1}; points outside the crop or off the mesh count as visible.
+    """
+    from dsfnet.render import rasterize
+
+    raster = rasterize(vertices_crop, triangles, size, size)
+    ij = np.round(points_crop[:, :2]).astype(np.int64)
+    inside = (ij[:, 0] >= 0) & (ij[:, 0] < size) & (ij[:, 1] >= 0) & (ij[:, 1] < size)
+    vis = np.ones(len(points_crop))
+    col, row = ij[inside, 0], ij[inside, 1]
+    front = raster.depth[row, col]
+    covered = raster.face_id[row, col] >= 0
+    vis[inside] = np.where(covered & (points_crop[inside, 2] < front - tolerance), 0.0, 1.0)
+    return vis
+
+
+def decode_face(
+    outputs: dict[str, np.ndarray],
+    index: int,
+    crop_box: np.ndarray,
+    codec,
+    triangles: np.ndarray,
+    *,
+    bbox: np.ndarray,
+    score: float,
+    visibility_tolerance: float = 0.02,
+) -> Face:
+    """Turn the runner's outputs for face ``index`` into a :class:`Face` in image pixels.
+
+    Args:
+        outputs: runner outputs (``face_uvm (B, 3, U, U)``, ``rotation (B, 3, 3)``, optional ``seg (B, 1, S, S)``).
+        crop_box: ``(4,)`` square box the crop was cut from (image px).
+        codec: a ``UVCodec`` (``crop_size``, ``decode``, ``landmarks``).
+        triangles: ``(T, 3)`` mesh triangles in the codec's vertex order.
+    """
+    size = int(codec.crop_size)
+    posmap = np.asarray(outputs["face_uvm"][index], dtype=np.float64)
+    rotation = np.asarray(outputs["rotation"][index], dtype=np.float64)
+    if not (np.isfinite(posmap).all() and np.isfinite(rotation).all()):
+        raise ValueError("the network returned NaN or infinite values for this face")
+    verts_crop = np.asarray(codec.decode(posmap), dtype=np.float64)
+    lmk_crop = np.asarray(codec.landmarks(posmap), dtype=np.float64)
+    # depth relative to landmark 30 exactly (the codec's reference is the nose's UV cell, a hair away)
+    nose_z = lmk_crop[NOSE_TIP, 2]
+    verts_crop[:, 2] -= nose_z
+    lmk_crop[:, 2] -= nose_z
+    vis = zbuffer_visibility(verts_crop, triangles, lmk_crop, size, visibility_tolerance * size)
+    if "seg" in outputs:
+        seg = np.asarray(outputs["seg"][index], dtype=np.float64).reshape(-1, size, size)[0]
+        vis = vis * np.clip(_bilinear(seg, lmk_crop[:, :2]), 0.0, 1.0)
+    back = invert_matrix(crop_matrix(crop_box, size))
+    verts = transform_points(verts_crop, back)
+    lmk = transform_points(lmk_crop, back)
+    return Face(
+        bbox=np.asarray(bbox, dtype=np.float64),
+        score=float(score),
+        landmarks_2d=lmk[:, :2].copy(),
+        landmarks_3d=lmk,
+        visibility=vis,
+        pose=pose_dict(rotation),
+        vertices=verts,
+        triangles=np.asarray(triangles),
+        crop_box=np.asarray(crop_box, dtype=np.float64),
+    )
+
+
+class FaceAligner:
+    """3D dense face alignment of every face in an image.
+
+    Args:
+        device: torch device (CPU by default; nothing is moved to a GPU unless asked).
+        config: model variant, ``"lite"`` or ``"paper"``.
+        weights: weights file (``.pt`` for torch, ``.onnx`` for onnx); None: ``$DSFNET_WEIGHTS`` or the packaged
+            weights. Missing weights raise :class:`~dsfnet.inference.runner.WeightsNotFoundError`.
+        detector: a registry name (``"yuface"``, ``"boxes"``), a :class:`FaceDetector`, or None (then
+            :meth:`predict` needs ``boxes``).
+        backend: ``"torch"`` or ``"onnx"``.
+        runner, codec, triangles: inject a network runner and its UV codec / mesh triangles (tests, custom
+            models); when ``runner`` is given, ``config``, ``weights``, ``backend`` and ``device`` are unused.
+        batch_size: crops per network call.
+        visibility_tolerance: depth slack of the z-buffer visibility test, as a fraction of the crop side.
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        config: str = "lite",
+        weights: str | os.PathLike | None = None,
+        detector: str | FaceDetector | None = "yuface",
+        backend: str = "torch",
+        *,
+        runner: NetworkRunner | None = None,
+        codec: Any = None,
+        triangles: np.ndarray | None = None,
+        batch_size: int = 8,
+        visibility_tolerance: float = 0.02,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        self.detector = None if detector is None or detector == "none" else create_detector(detector)
+        if runner is None:
+            runner, codec, triangles = self._build(config, weights, backend, device)
+        elif codec is None or triangles is None:
+            codec, triangles = self._codec_for(runner)
+        self.runner = runner
+        self.codec = codec
+        self.triangles = np.asarray(triangles, dtype=np.int64)
+        self.batch_size = max(1, int(batch_size))
+        self.visibility_tolerance = float(visibility_tolerance)
+        if int(codec.crop_size) != int(runner.input_size):
+            raise ValueError(f"codec crop size {codec.crop_size} differs from the network input size {runner.input_size}")
+
+    @staticmethod
+    def _face_model():
+        from dsfnet.facemodel.model import load_face_model
+
+        return load_face_model()
+
+    @classmethod
+    def _codec_for(cls, runner: NetworkRunner, face_model=None):
+        from dsfnet.decode import UVCodec
+        from dsfnet.facemodel.uv import get_uv_layout
+
+        fm = face_model if face_model is not None else cls._face_model()
+        layout = get_uv_layout(fm, int(runner.uv_size))
+        return UVCodec(layout, int(runner.input_size)), fm.triangles
+
+    @classmethod
+    def _build(cls, config: str, weights, backend: str, device: str):
+        resolve_weights(config, backend, weights)  # fail fast, before building anything
+        fm = cls._face_model()
+        if backend == "torch":
+            from dsfnet.facemodel.uv import get_uv_layout
+            from dsfnet.model import get_config
+
+            layout = get_uv_layout(fm, get_config(config).uv_size)
+            runner = TorchRunner.from_weights(config, weights, device, face_model=fm, layout=layout)
+        else:
+            runner = OnnxRunner.from_weights(config, weights)
+        codec, triangles = cls._codec_for(runner, fm)
+        return runner, codec, triangles
+
+    # ------------------------------------------------------------------ public API
+    def detect(self, image) -> list[Detection]:
+        """Detections in ``image`` (any :func:`dsfnet.io.read_image` input), best first."""
+        if self.detector is None:
+            raise ValueError("this FaceAligner has no detector (detector=None): pass boxes= to predict()")
+        return self.detector.detect(read_image(image))
+
+    def predict(self, image, boxes=None, *, box_calibration: BoxCalibration | None = None) -> list[Face]:
+        """Align every face of ``image``.
+
+        Args:
+            image: a path, array (RGB), PIL image or encoded bytes (see :func:`dsfnet.io.read_image`).
+            boxes: optional face boxes ``[x0, y0, x1, y1]`` (image px; list, ``(N, 4)`` array or Detections);
+                then the detector is skipped and faces come back in the order of the boxes.
+            box_calibration: how the given boxes map to crops; default: the detector's calibration (boxes
+                like a face detector's), or the landmark-box rule when there is no detector.
+        Returns:
+            ``list[Face]`` (empty if no face), by detection score or in the order of ``boxes``.
+        """
+        img = read_image(image)
+        if boxes is not None:
+            dets = parse_boxes(boxes) if not isinstance(boxes, BoxesDetector) else boxes.detect(img)
+            cal = box_calibration or (self.detector.calibration if self.detector is not None else BoxCalibration())
+        else:
+            if self.detector is None:
+                raise ValueError("no detector configured: pass boxes=[[x0, y0, x1, y1], ...]")
+            dets = self.detector.detect(img)
+            cal = box_calibration or self.detector.calibration
+        crops = [box_from_detection(d.box, cal) for d in dets]
+        return self.align_crops(img, crops, [d.box for d in dets], [d.score for d in dets])
+
+    def predict_from_landmarks(self, image, landmarks: np.ndarray, score: float = 1.0) -> Face:
+        """Align one face whose crop comes from ``(K, 2+)`` landmarks (our crop rule, ``crop.box_from_landmarks``)."""
+        img = read_image(image)
+        pts = np.asarray(landmarks, dtype=np.float64)
+        crop = box_from_landmarks(pts)
+        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+        return self.align_crops(img, [crop], [np.concatenate([lo, hi])], [score])[0]
+
+    def align_crops(self, image_rgb: np.ndarray, crop_boxes: Sequence[np.ndarray], bboxes: Sequence[np.ndarray],
+                    scores: Sequence[float]) -> list[Face]:
+        """Run the network on the given square crop boxes of an ``(H, W, 3)`` uint8 RGB image and decode."""
+        size = int(self.runner.input_size)
+        faces: list[Face] = []
+        for start in range(0, len(crop_boxes), self.batch_size):
+            chunk = list(crop_boxes[start:start + self.batch_size])
+            crops = np.stack([warp_image(image_rgb, crop_matrix(b, size), size) for b in chunk])
+            out = self.runner(crops)
+            for j, box in enumerate(chunk):
+                k = start + j
+                faces.append(decode_face(out, j, box, self.codec, self.triangles, bbox=bboxes[k], score=scores[k],
+                                         visibility_tolerance=self.visibility_tolerance))
+        return faces

@@ -1,0 +1,81 @@
+"""The per-face result type of the public API and its JSON form."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Face", "pose_dict"]
+
+
+def _finite_list(a: np.ndarray, ndigits: int) -> list:
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("refusing to serialise NaN/inf in a face result")
+    return np.round(a, ndigits).tolist()
+
+
+def pose_dict(rotation: np.ndarray) -> dict[str, Any]:
+    """``{"yaw", "pitch", "roll"}`` in **degrees** (``Pose_Para`` convention) plus ``"rotation"`` (3x3 list)."""
+    from dsfnet.geometry import matrix_to_pose_para
+
+    r = np.asarray(rotation, dtype=np.float64)
+    pitch, yaw, roll = np.degrees(matrix_to_pose_para(r))
+    return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll), "rotation": r}
+
+
+@dataclass
+class Face:
+    """One aligned face. Frames and units follow ``docs/CONVENTIONS.md``.
+
+    Attributes:
+        bbox: ``(4,)`` ``[x0, y0, x1, y1]`` image px: the detector's (or the given) box.
+        score: detector confidence in [0, 1] (1.0 for given boxes, the track's last detection score in videos).
+        landmarks_2d: ``(68, 2)`` image px (x right, y down), iBUG 300-W order.
+        landmarks_3d: ``(68, 3)`` image px; z toward the camera, **relative to the nose tip** (landmark 30 has
+            z = 0; the rest of the face is mostly negative), scaled like x and y.
+        visibility: ``(68,)`` in [0, 1]: 1 = the point is seen (not hidden by the face itself, nor, when the
+            network predicts it, by an occluder).
+        pose: ``{"yaw", "pitch", "roll"}`` degrees (``Pose_Para`` convention: ``R = Rx(pitch) Ry(yaw) Rz(roll)``)
+            and ``"rotation"``: the proper ``(3, 3)`` ``R`` acting on y-up model points.
+        vertices: ``(N, 3)`` dense mesh in image px, same z convention as ``landmarks_3d``, face-model vertex order.
+        triangles: ``(T, 3)`` int vertex indices of ``vertices``.
+        crop_box: ``(4,)`` the square crop the network saw, image px.
+    """
+
+    bbox: np.ndarray
+    score: float
+    landmarks_2d: np.ndarray
+    landmarks_3d: np.ndarray
+    visibility: np.ndarray
+    pose: dict[str, Any]
+    vertices: np.ndarray
+    triangles: np.ndarray
+    crop_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """The proper ``(3, 3)`` rotation (``pose["rotation"]``)."""
+        return np.asarray(self.pose["rotation"], dtype=np.float64)
+
+    def to_dict(self, mesh: str | None = None, ndigits: int = 3) -> dict[str, Any]:
+        """JSON-ready dict (the ``faces[]`` entry of ``results.jsonl``); ``mesh`` is the mesh file name or None.
+
+        Keys: ``bbox, score, landmarks_2d (68x[x,y]), landmarks_3d (68x[x,y,z]), visibility (68), pose {yaw,
+        pitch, roll, rotation (3x[3])}, mesh``. Numbers rounded to ``ndigits`` (rotation to 6 digits).
+        """
+        return {
+            "bbox": _finite_list(self.bbox, ndigits),
+            "score": round(float(self.score), 4),
+            "landmarks_2d": _finite_list(self.landmarks_2d, ndigits),
+            "landmarks_3d": _finite_list(self.landmarks_3d, ndigits),
+            "visibility": _finite_list(self.visibility, 3),
+            "pose": {
+                "yaw": round(float(self.pose["yaw"]), 3),
+                "pitch": round(float(self.pose["pitch"]), 3),
+                "roll": round(float(self.pose["roll"]), 3),
+                "rotation": _finite_list(self.rotation, 6),
+            },
+            "mesh": mesh,
+        }

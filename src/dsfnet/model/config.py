@@ -1,0 +1,108 @@
+"""Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+#: position-map divisor of the reference at 256 (``pos_scale = input_size · 280 / 256``)
+_POS_RATE = 280.0 / 256.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every size of a DSFNet variant (spec §3, §8.1).
+
+    Attributes:
+        name: variant name.
+        input_size: crop side S (px); divisible by 32.
+        uv_size: UV map side U; divisible by ``2 ** fusion_levels``.
+        backbone: ``"hrnet"`` (HRNet-W18-lite) or ``"mobilenet"`` (MobileNetV1 + FPN).
+        backbone_widths: HRNet branch widths (hrnet only).
+        hrnet_blocks: BasicBlocks per branch per stage (hrnet only).
+        mobilenet_width: width multiplier (0.5 = the 3DDFA_V2 teacher's, so its weights fit).
+        fpn_channels, fpn_stride: FPN width and output stride (mobilenet only).
+        head_kind: ``"reference"`` (nearest ×2, conv, nearest ×2, conv) or ``"light"`` (conv, bilinear, 1×1).
+        head_channels: middle width of each dense head.
+        msf_channels: model-space feature width; msf_flat_channels: BasicBlock squeeze before flatten (0 = GAP).
+        pointnet_widths: per-point MLP widths; pointnet_points: N points (≤ 0: all face cells).
+        fusion_levels, fusion_base: UNet depth (max-pools) and level-1 width.
+        fusion_shared_decoder: one decoder trunk with two heads (else two decoders).
+        fusion_input_stride: 1, or 2 to run the UNet on 2×2-average-pooled maps and upsample its outputs
+            bilinearly (CPU variant; use with ``fusion_residual`` so full-resolution detail comes from the base).
+        fusion_residual: UNet predicts corrections to the mean of the two branches' maps (else the maps themselves).
+        seg_threshold: visible-pixel threshold on seg.
+        min_visible_cells: fewer filled UV face cells than this → the sample falls back to the model-space branch.
+    """
+
+    name: str
+    input_size: int
+    uv_size: int
+    backbone: str
+    backbone_widths: tuple[int, ...] = (18, 36, 72, 144)
+    hrnet_blocks: int = 4
+    mobilenet_width: float = 0.5
+    fpn_channels: int = 32
+    fpn_stride: int = 2
+    head_kind: str = "light"
+    head_channels: int = 32
+    msf_channels: int = 64
+    msf_flat_channels: int = 0
+    pointnet_widths: tuple[int, ...] = (32, 64, 128, 256)
+    pointnet_points: int = 1024
+    fusion_levels: int = 4
+    fusion_base: int = 8
+    fusion_shared_decoder: bool = True
+    fusion_input_stride: int = 1
+    fusion_residual: bool = True
+    seg_threshold: float = 0.5
+    min_visible_cells: int = 16
+
+    @property
+    def pos_scale(self) -> float:
+        """Crop px per position-map unit: ``input_size · 280 / 256`` (140 at 128, 280 at 256)."""
+        return self.input_size * _POS_RATE
+
+    def validate(self) -> None:
+        """Raise ValueError on inconsistent sizes."""
+        if self.input_size % 32:
+            raise ValueError(f"input_size must be divisible by 32, got {self.input_size}")
+        div = self.fusion_input_stride * 2 ** self.fusion_levels
+        if self.uv_size % div:
+            raise ValueError(f"uv_size {self.uv_size} must be divisible by fusion_input_stride * 2**fusion_levels = {div}")
+        if self.fusion_input_stride not in (1, 2):
+            raise ValueError(f"fusion_input_stride must be 1 or 2, got {self.fusion_input_stride}")
+        if self.backbone not in ("hrnet", "mobilenet"):
+            raise ValueError(f"backbone must be 'hrnet' or 'mobilenet', got {self.backbone!r}")
+        if self.head_kind not in ("reference", "light"):
+            raise ValueError(f"head_kind must be 'reference' or 'light', got {self.head_kind!r}")
+
+    def with_overrides(self, **overrides) -> "ModelConfig":
+        """A copy with some fields replaced; unknown names raise ValueError listing the valid ones."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid: {sorted(names)}")
+        cfg = replace(self, **overrides)
+        cfg.validate()
+        return cfg
+
+
+#: the registry: variant name -> configuration
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # the paper's network (spec §3): HRNet-W18-lite, reference heads, flattened 8x8x8 global feature,
+    # PointNet 64-64-64-128-1024 on 2048 points, UNet base 16 with 4 levels and two decoders
+    "paper": ModelConfig(
+        name="paper", input_size=256, uv_size=256, backbone="hrnet", backbone_widths=(18, 36, 72, 144), hrnet_blocks=4,
+        head_kind="reference", head_channels=270, msf_channels=72, msf_flat_channels=8,
+        pointnet_widths=(64, 64, 64, 128, 1024), pointnet_points=2048,
+        fusion_levels=4, fusion_base=16, fusion_shared_decoder=False, fusion_residual=False,
+    ),
+    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 2, light heads,
+    # GAP global feature, PointNet 32-64-128-256 on 1024 points, UNet (base 8, 3 levels, shared decoder)
+    # on the 2x-pooled 64x64 maps predicting residuals
+    "lite": ModelConfig(
+        name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=2,
+        head_kind="light", head_channels=16, msf_channels=64, msf_flat_channels=0,
+        pointnet_widths=(32, 64, 128, 256), pointnet_points=1024,
+        fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=2, fusion_residual=True,
+    ),
+}

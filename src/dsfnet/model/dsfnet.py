@@ -1,0 +1,289 @@
+"""The DSFNet network (spec §3): image-space branch, model-space branch, visible-pixel lifting,
+PointNet completion, UV-space fusion and the confidence-weighted self-alignment.
+
+Units (``docs/CONVENTIONS.md``): *pm* = position-map units = crop px / ``pos_scale``; *sm* = shape-map
+units = model units × ``SHAPE_MAP_SCALE``. Posed maps are in the crop frame (y down) with nose-relative z
+(z minus z at landmark 30's UV cell); offset / shape maps are in the model frame (y up).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dsfnet.model.config import ModelConfig
+from dsfnet.model.fusion import FusionUNet
+from dsfnet.model.heads import DenseHeads, ModelSpaceHead
+from dsfnet.model.hrnet import HRNetLite
+from dsfnet.model.lifting import PointNet, fit_similarity, scatter_to_uv, select_points, van_der_corput
+from dsfnet.model.mobilenet import MobileNetFPN
+
+try:
+    from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
+except ImportError:  # pragma: no cover - facemodel.uv is being written in parallel; same value (spec §1.2)
+    SHAPE_MAP_SCALE = 1.5e-5
+
+#: index of the nose tip among the 68 landmarks (its UV cell defines nose-relative depth)
+NOSE_LANDMARK = 30
+#: per-channel variance floor of the input standardisation (spec §1.3)
+STANDARDIZE_EPS = 1e-3
+#: names of the branches ``forward`` can report
+BRANCHES = ("fused", "image", "model")
+
+
+def standardize(images: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-channel standardisation (spec §1.3): ``(x − mean) / sqrt(var + 1e-3)``.
+
+    Args:
+        images: ``(B, 3, S, S)`` float RGB in [0, 1].
+    Returns:
+        ``(B, 3, S, S)`` float, the network input.
+    """
+    if images.dim() != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
+        raise ValueError(f"standardize expects float (B, 3, S, S) RGB in [0, 1], got {images.dtype} {tuple(images.shape)}")
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    var = images.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return (images - mean) / torch.sqrt(var + STANDARDIZE_EPS)
+
+
+def default_tm_statistics(input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plausible ``(mean, std)`` of Tm (each ``(3, 4)``, model units → crop px) before data statistics exist.
+
+    Scale ``s0 = input_size / 1.8e5`` (a face ≈ 1.8e5 model units across the crop's face box), the y-flip in
+    the mean's linear part, translation at the crop centre; stds shaped like the spec §2.5 table.
+    """
+    s0 = input_size / 1.8e5
+    mean = np.array([[s0, 0, 0, input_size / 2], [0, -s0, 0, input_size / 2], [0, 0, s0, 0.24 * input_size]])
+    std = np.array([[0.35 * s0] * 3 + [0.14 * input_size], [0.35 * s0] * 3 + [0.09 * input_size], [0.35 * s0] * 3 + [0.12 * input_size]])
+    return mean, std
+
+
+class ImageStage(nn.Module):
+    """Backbone + image-space heads + model-space head: ``(B, 3, S, S)`` standardised RGB → dict.
+
+    Keys: ``grid (B,2,S,S)``, ``seg_logit``/``seg``/``conf_logit``/``conf``/``depth`` ``(B,1,S,S)`` (see
+    :class:`~dsfnet.model.heads.DenseHeads`), ``msf (B,C_msf,S/32,S/32)``, ``shape_ms (B,Ks)``, ``exp_ms (B,Ke)``,
+    ``tm_ms_z (B,12)``. This is the part exported to ONNX as one graph (``dsfnet.model.export``).
+    """
+
+    OUTPUTS = ("grid", "seg_logit", "seg", "conf_logit", "conf", "depth", "msf", "shape_ms", "exp_ms", "tm_ms_z")
+
+    def __init__(self, config: ModelConfig, n_shape: int, n_exp: int) -> None:
+        super().__init__()
+        if config.backbone == "hrnet":
+            self.backbone: nn.Module = HRNetLite(config.backbone_widths, config.hrnet_blocks)
+        else:
+            self.backbone = MobileNetFPN(config.mobilenet_width, config.fpn_channels, config.fpn_stride)
+        info = self.backbone.feature_info
+        self.dense_heads = DenseHeads(info["dense"]["channels"], config.head_channels, info["dense"]["stride"], config.head_kind)
+        spatial = config.input_size // info["global"]["stride"]
+        self.model_head = ModelSpaceHead(info["global"]["channels"], config.msf_channels, config.msf_flat_channels, spatial, n_shape, n_exp)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.backbone.forward_features(x)
+        out = self.dense_heads(feats["dense"])
+        out.update(self.model_head(feats["global"]))
+        return out
+
+
+def _as_tensor(value: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value), dtype=dtype)
+
+
+class DSFNet(nn.Module):
+    """DSFNet built from a config, a face model and its UV layout.
+
+    Args:
+        config: a :class:`ModelConfig`.
+        layout: the ``UVLayout`` of ``face_model`` at ``config.uv_size`` (``size``, ``face_mask (U,U)``,
+            ``weight_mask (U,U)``, ``kpt_cells (68,2)`` (row, col), ``basis_maps(face_model)``).
+        face_model: the ``FaceModel`` (its ``fingerprint`` is kept as ``face_model_fingerprint``).
+
+    UV assets become non-persistent buffers (derived from the face model, not saved in checkpoints):
+    ``mean_map (3,U,U)`` sm, ``shape_maps (Ks,3,U,U)``, ``exp_maps (Ke,3,U,U)`` sm per unit normalised
+    coefficient, ``face_mask``/``weight_mask (U,U)``, ``kpt_cells (68,2)``. ``tm_mean``/``tm_std`` ``(12,)``
+    are persistent (set them from data with :meth:`set_tm_statistics`).
+    """
+
+    def __init__(self, config: ModelConfig, layout: Any, face_model: Any) -> None:
+        super().__init__()
+        config.validate()
+        u = config.uv_size
+        if int(layout.size) != u:
+            raise ValueError(f"UV layout size {layout.size} does not match config.uv_size {u}")
+        mean_map, shape_maps, exp_maps = layout.basis_maps(face_model)
+        mean_map, shape_maps, exp_maps = _as_tensor(mean_map), _as_tensor(shape_maps), _as_tensor(exp_maps)
+        if mean_map.shape != (3, u, u) or shape_maps.shape[1:] != (3, u, u) or exp_maps.shape[1:] != (3, u, u):
+            raise ValueError(f"basis maps must be (3,U,U), (Ks,3,U,U), (Ke,3,U,U) with U={u}; got "
+                             f"{tuple(mean_map.shape)}, {tuple(shape_maps.shape)}, {tuple(exp_maps.shape)}")
+        face_mask = _as_tensor(layout.face_mask).reshape(u, u) > 0
+        kpt = _as_tensor(layout.kpt_cells, torch.long)
+        if kpt.shape != (68, 2):
+            raise ValueError(f"kpt_cells must be (68, 2) (row, col), got {tuple(kpt.shape)}")
+        self.config = config
+        self.n_shape, self.n_exp = int(shape_maps.shape[0]), int(exp_maps.shape[0])
+        self.face_model_fingerprint = getattr(face_model, "fingerprint", None)
+        self.register_buffer("mean_map", mean_map, persistent=False)
+        self.register_buffer("shape_maps", shape_maps, persistent=False)
+        self.register_buffer("exp_maps", exp_maps, persistent=False)
+        self.register_buffer("face_mask", face_mask.float(), persistent=False)
+        self.register_buffer("weight_mask", _as_tensor(layout.weight_mask).reshape(u, u), persistent=False)
+        self.register_buffer("kpt_cells", kpt, persistent=False)
+        face_index = torch.nonzero(face_mask.reshape(-1)).reshape(-1)
+        if face_index.numel() < 3:
+            raise ValueError(f"the UV face mask has {face_index.numel()} cells; need at least 3")
+        self.register_buffer("face_index", face_index, persistent=False)
+        self.register_buffer("point_priority", torch.as_tensor(van_der_corput(face_index.numel()), dtype=torch.float32), persistent=False)
+        axis = (torch.arange(u, dtype=torch.float32) + 0.5) / (u / 2.0) - 1.0
+        rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("uv_coords", torch.stack([rows, cols]), persistent=False)  # (2, U, U): row, col in (-1, 1)
+        self.nose_cell = int(kpt[NOSE_LANDMARK, 0]) * u + int(kpt[NOSE_LANDMARK, 1])
+        tm_mean, tm_std = default_tm_statistics(config.input_size)
+        self.register_buffer("tm_mean", _as_tensor(tm_mean).reshape(12))
+        self.register_buffer("tm_std", _as_tensor(tm_std).reshape(12))
+
+        self.image_stage = ImageStage(config, self.n_shape, self.n_exp)
+        self.pointnet = PointNet(6, config.pointnet_widths, self.n_shape, self.n_exp)
+        self.fusion = FusionUNet(12, config.msf_channels, config.fusion_base, config.fusion_levels, config.fusion_shared_decoder,
+                                 input_stride=config.fusion_input_stride)
+        #: fit every similarity on detached inputs (spec §6.3: stop gradients through R early in training)
+        self.detach_alignment = False
+
+    # ------------------------------------------------------------------ helpers (all batched, traceable)
+    def set_tm_statistics(self, mean: Any, std: Any) -> None:
+        """Set the Tm z-score statistics from data: ``mean``, ``std`` as ``(3, 4)`` or ``(12,)`` (model units → crop px)."""
+        m, s = _as_tensor(mean).reshape(-1), _as_tensor(std).reshape(-1)
+        if m.numel() != 12 or s.numel() != 12:
+            raise ValueError(f"Tm statistics need 12 values each, got {m.numel()} and {s.numel()}")
+        if not bool(torch.isfinite(m).all()) or not bool((s > 0).all()):
+            raise ValueError(f"Tm mean must be finite and std > 0; got std {s.tolist()}")
+        self.tm_mean.copy_(m)
+        self.tm_std.copy_(s)
+
+    def normalize_tm(self, tm: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, 4)`` Tm → ``(B, 12)`` z-scored (the ``tm_ms_z`` target)."""
+        return (tm.reshape(tm.shape[0], 12) - self.tm_mean) / self.tm_std
+
+    def denormalize_tm(self, tm_z: torch.Tensor) -> torch.Tensor:
+        """``(B, 12)`` z-scored → ``(B, 3, 4)`` Tm (model units → crop px, y down: its 3×3 part has det < 0)."""
+        return (tm_z * self.tm_std + self.tm_mean).reshape(-1, 3, 4)
+
+    def offsets(self, shape: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
+        """Offset map ``O`` (sm units) from normalised coefficients: ``(B, Ks), (B, Ke) → (B, 3, U, U)``."""
+        return torch.einsum("bk,kcij->bcij", shape, self.shape_maps) + torch.einsum("bk,kcij->bcij", exp, self.exp_maps)
+
+    def nose_relative(self, posed: torch.Tensor) -> torch.Tensor:
+        """Subtract the z of the nose-tip cell: ``(B, 3, U, U) → (B, 3, U, U)``."""
+        z_nose = posed[:, 2].flatten(1)[:, self.nose_cell]
+        shift = torch.stack([torch.zeros_like(z_nose), torch.zeros_like(z_nose), z_nose], dim=1)
+        return posed - shift[:, :, None, None]
+
+    def posed_from_tm(self, shape_map: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
+        """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z (spec §3.9).
+
+        ``shape_map (B, 3, U, U)`` sm units (model frame), ``tm (B, 3, 4)`` → ``(B, 3, U, U)`` pm units, crop frame.
+        """
+        pts = shape_map.flatten(2) / SHAPE_MAP_SCALE
+        crop = torch.einsum("bij,bjn->bin", tm[:, :, :3], pts) + tm[:, :, 3:]
+        return self.nose_relative((crop / self.config.pos_scale).reshape(shape_map.shape))
+
+    def _align(self, src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor):
+        # only face-mask cells take part (spec §3.5: valid ∧ face_mask)
+        return fit_similarity(src, dst, weights, flip=True, detach=self.detach_alignment, index=self.face_index)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, branch: str = "fused", return_all: bool | None = None) -> dict[str, torch.Tensor]:
+        """Run the network.
+
+        Args:
+            x: ``(B, 3, S, S)`` standardised RGB crops (:func:`standardize`), S = ``config.input_size``.
+            branch: which reconstruction fills ``face_uvm``/``rotation``: ``"fused"`` (P_f, R_f),
+                ``"image"`` (P_is, R_is) or ``"model"`` (P_ms, R_ms).
+            return_all: also return every intermediate head (default: ``self.training``).
+        Returns:
+            dict with ``face_uvm (B, 3, U, U)`` pm units, crop frame, nose-relative z; ``rotation (B, 3, 3)``
+            proper ``Pose_Para`` rotation; ``fallback (B,)`` bool (too few visible UV cells: the model-space
+            branch was reported instead). With ``return_all``: see :meth:`forward_from_heads`.
+        """
+        s = self.config.input_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"DSFNet[{self.config.name}] expects (B, 3, {s}, {s}) standardised RGB, got {tuple(x.shape)}")
+        return self.forward_from_heads(self.image_stage(x), branch=branch, return_all=return_all)
+
+    def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused", return_all: bool | None = None,
+                           pointnet: Callable[..., dict[str, torch.Tensor]] | None = None,
+                           fusion: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+        """Everything after the image stage, from its outputs (spec §3.4–§3.11).
+
+        Used by :meth:`forward`, by training with ground-truth heads substituted (teacher forcing), by the
+        Appendix-A test, and by the ONNX path (``pointnet``/``fusion`` may be ONNX-runtime callables).
+
+        Args:
+            heads: :class:`ImageStage` outputs (``grid, seg, conf, depth, msf, shape_ms, exp_ms, tm_ms_z``).
+            branch: ``"fused" | "image" | "model"``.
+            return_all: return intermediates (default ``self.training``).
+        Returns:
+            ``face_uvm``, ``rotation``, ``fallback``; with ``return_all`` also ``heads`` plus
+            ``tm_ms (B,3,4)``, ``offset_ms``/``face_ms``/``rotation_ms``, ``d_uv``/``c_uv``/``m_uv``/``d_can``
+            (``(B,3|1,U,U)``), ``shape_is``/``exp_is``, ``offset_is``/``face_is``/``rotation_is``,
+            ``offset_f`` (O_f, sm), ``kpt_f`` (K_f, pm), ``face_f``/``rotation_f`` — whatever ``branch`` needed.
+        """
+        if branch not in BRANCHES:
+            raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
+        return_all = self.training if return_all is None else return_all
+        pointnet = self.pointnet if pointnet is None else pointnet
+        fusion = self.fusion if fusion is None else fusion
+        cfg = self.config
+        out: dict[str, torch.Tensor] = dict(heads) if return_all else {}
+        b = heads["shape_ms"].shape[0]
+        face_w = self.face_mask.expand(b, 1, -1, -1)
+
+        # model-space branch (§3.9); its proper rotation from the same weighted fit over the face cells
+        tm = self.denormalize_tm(heads["tm_ms_z"])
+        offset_ms = self.offsets(heads["shape_ms"], heads["exp_ms"])
+        shape_ms = offset_ms + self.mean_map
+        face_ms = self.posed_from_tm(shape_ms, tm)
+        rotation_ms = self._align(shape_ms, face_ms, face_w).rotation
+        if return_all:
+            out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
+        if branch == "model":
+            out.update(face_uvm=face_ms, rotation=rotation_ms, fallback=torch.zeros(b, dtype=torch.bool, device=tm.device))
+            return out
+
+        # image-space branch: lift visible pixels (§3.4), pose-normalise (§3.6), PointNet (§3.7), re-pose (§3.8)
+        lifted = scatter_to_uv(heads["grid"], heads["seg"], heads["conf"], heads["depth"], uv_size=cfg.uv_size,
+                               pos_scale=cfg.pos_scale, face_mask=self.face_mask, threshold=cfg.seg_threshold)
+        d_uv, c_uv, m_uv = lifted.d_uv, lifted.c_uv, lifted.m_uv
+        fallback = lifted.count < cfg.min_visible_cells
+        to_mean = self._align(d_uv, self.mean_map.expand(b, -1, -1, -1), c_uv)
+        d_can = to_mean.apply_map(d_uv) * m_uv
+        point_feats = torch.cat([d_can, c_uv, self.uv_coords.expand(b, -1, -1, -1)], dim=1).flatten(2)
+        points, mask = select_points(point_feats, m_uv.flatten(1), self.face_index, self.point_priority, cfg.pointnet_points)
+        pn = pointnet(points, mask)
+        offset_is = self.offsets(pn["shape_is"], pn["exp_is"])
+        fit_is = self._align(offset_is + self.mean_map, d_uv, c_uv)
+        face_is = self.nose_relative(fit_is.apply_map(offset_is + self.mean_map))
+        if return_all:
+            out.update(d_uv=d_uv, c_uv=c_uv, m_uv=m_uv, d_can=d_can, shape_is=pn["shape_is"], exp_is=pn["exp_is"],
+                       offset_is=offset_is, face_is=face_is, rotation_is=fit_is.rotation, visible_cells=lifted.count)
+        if branch == "image":
+            face, rot = face_is, fit_is.rotation
+        else:
+            # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
+            o_raw, k_raw = fusion(torch.cat([face_is, face_ms, offset_is, offset_ms], dim=1), heads["msf"])
+            if cfg.fusion_residual:  # corrections on top of the two branches' mean
+                offset_f = o_raw + 0.5 * (offset_is + offset_ms)
+                kpt_f = k_raw + 0.5 * (face_is + face_ms)
+            else:
+                offset_f, kpt_f = o_raw, k_raw
+            fit_f = self._align(offset_f + self.mean_map, kpt_f, c_uv)
+            face, rot = self.nose_relative(fit_f.apply_map(offset_f + self.mean_map)), fit_f.rotation
+            if return_all:
+                out.update(offset_f=offset_f, kpt_f=kpt_f, face_f=face, rotation_f=rot)
+        # empty-visibility guard (§9.9): no silent "all visible"; report the model-space branch and flag it
+        out["face_uvm"] = torch.where(fallback[:, None, None, None], face_ms, face)
+        out["rotation"] = torch.where(fallback[:, None, None], rotation_ms, rot)
+        out["fallback"] = fallback
+        return out

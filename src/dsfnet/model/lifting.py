@@ -1,0 +1,231 @@
+"""Image → UV lifting (spec §3.4–§3.8): scatter of visible pixels, confidence-weighted similarity
+alignment with the explicit y-flip, point selection and the PointNet.
+
+Everything here is tensor ops without data-dependent Python control flow (the scatter is
+``scatter_reduce`` + ``gather``), so it traces; the alignment calls
+:func:`dsfnet.geometry.weighted_umeyama`, whose 3×3 SVD has no ONNX operator (see ``dsfnet.model.export``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dsfnet.geometry import FLIP_Y, weighted_umeyama
+
+#: diagonal of the y-flip F between y-up model space and y-down image space (owned by geometry.frames)
+_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))
+
+
+@dataclass(frozen=True)
+class UVScatter:
+    """Visible image points lifted into UV (spec §3.4).
+
+    Attributes:
+        d_uv: ``(B, 3, U, U)`` position-map units ``[x/pos_scale, y/pos_scale, depth]`` (crop frame, nose-relative
+            depth) of the pixel kept for each filled cell; 0 where not filled.
+        c_uv: ``(B, 1, U, U)`` image-space confidence of that pixel; exactly 0 off ``m_uv``.
+        m_uv: ``(B, 1, U, U)`` float {0, 1}: cell filled by a visible pixel and inside the face mask.
+        source: ``(B, U·U)`` int64 flat pixel index (``row·W + col``) kept for each cell, ``H·W`` where empty.
+        count: ``(B,)`` number of filled cells.
+    """
+
+    d_uv: torch.Tensor
+    c_uv: torch.Tensor
+    m_uv: torch.Tensor
+    source: torch.Tensor
+    count: torch.Tensor
+
+
+def grid_to_cells(grid: torch.Tensor, uv_size: int) -> torch.Tensor:
+    """UV cell (flat index ``row·U + col``) predicted at each pixel.
+
+    Args:
+        grid: ``(B, 2, H, W)`` normalised UV coordinates, channel 0 = column, 1 = row,
+            ``g = (cell + 0.5)/(U/2) − 1`` (``docs/CONVENTIONS.md``).
+        uv_size: ``U``.
+    Returns:
+        ``(B, H·W)`` int64 in ``[0, U·U)``: ``clamp(floor((g + 1)·U/2), 0, U − 1)`` per axis.
+    """
+    half = uv_size / 2.0
+    cells = torch.floor((grid.detach() + 1.0) * half).clamp(0, uv_size - 1).long()
+    flat = cells[:, 1] * uv_size + cells[:, 0]
+    return flat.reshape(grid.shape[0], -1)
+
+
+def scatter_to_uv(grid: torch.Tensor, seg: torch.Tensor, conf: torch.Tensor, depth: torch.Tensor, *, uv_size: int,
+                  pos_scale: float, face_mask: torch.Tensor, threshold: float = 0.5) -> UVScatter:
+    """Scatter the visible pixels into a sparse UV position map (spec §3.4, with the §9 fixes).
+
+    A pixel ``(r, c)`` takes part if ``seg > threshold`` and its predicted cell lies inside ``face_mask``
+    (background never writes anywhere). Collision rule (deterministic): per cell, keep the pixel with the
+    highest ``conf``; among equal confidences, the lowest flat pixel index. The choice is not differentiable
+    (discrete indices); the gathered depth and confidence are (gradients reach the depth and conf heads).
+
+    Args:
+        grid: ``(B, 2, H, W)`` UV coordinates (see :func:`grid_to_cells`).
+        seg: ``(B, 1, H, W)`` P(visible face) in [0, 1].
+        conf: ``(B, 1, H, W)`` confidence in (0, 1).
+        depth: ``(B, 1, H, W)`` nose-relative depth, position-map units.
+        uv_size: ``U``.
+        pos_scale: crop px per position-map unit (``S·280/256``).
+        face_mask: ``(U, U)`` bool/float face-mask cells.
+        threshold: seg threshold (0.5).
+    Returns:
+        :class:`UVScatter`; ``d_uv[:, :2]`` is ``(col, row)/pos_scale`` of the kept pixel (pixel centres at integers).
+    """
+    b, _, h, w = grid.shape
+    n_pix = h * w
+    n_cells = uv_size * uv_size
+    cells = grid_to_cells(grid, uv_size)
+    face_flat = face_mask.reshape(-1).to(torch.bool)
+    visible = (seg.detach().reshape(b, n_pix) > threshold) & face_flat[cells]
+    dump = torch.full_like(cells, n_cells)  # extra bucket for pixels that take no part
+    target = torch.where(visible, cells, dump)
+    conf_flat = conf.reshape(b, n_pix)
+    conf_key = conf_flat.detach()
+    best = torch.full((b, n_cells + 1), -1.0, dtype=conf_key.dtype, device=conf_key.device)
+    best = best.scatter_reduce(1, target, conf_key, reduce="amax", include_self=True)
+    winner = visible & (conf_key == best.gather(1, target))
+    pix = torch.arange(n_pix, device=grid.device).unsqueeze(0).expand(b, n_pix)
+    key = torch.where(winner, pix, torch.full_like(pix, n_pix))
+    source = torch.full((b, n_cells + 1), n_pix, dtype=torch.long, device=grid.device)
+    source = source.scatter_reduce(1, target, key, reduce="amin", include_self=True)[:, :n_cells]
+    filled = source < n_pix
+    src = source.clamp(max=n_pix - 1)
+    m = filled.to(conf_flat.dtype)
+    x = (src % w).to(conf_flat.dtype) / pos_scale
+    y = torch.div(src, w, rounding_mode="floor").to(conf_flat.dtype) / pos_scale
+    z = depth.reshape(b, n_pix).gather(1, src)
+    c = conf_flat.gather(1, src)
+    d_uv = (torch.stack([x, y, z], dim=1) * m[:, None]).reshape(b, 3, uv_size, uv_size)
+    c_uv = (c * m).reshape(b, 1, uv_size, uv_size)
+    return UVScatter(d_uv, c_uv, m.reshape(b, 1, uv_size, uv_size), source, m.sum(dim=1))
+
+
+@dataclass(frozen=True)
+class FlipSimilarity:
+    """A fitted map ``dst ≈ scale · src @ matrix.T + translation`` whose linear part contains the y-flip.
+
+    Attributes:
+        scale: ``(B,)``.
+        matrix: ``(B, 3, 3)`` ``F·Q`` (det −1 when ``flip``), or ``Q`` without flip.
+        translation: ``(B, 3)``.
+        rotation: ``(B, 3, 3)`` the proper rotation ``Q``. For a model → crop fit this is the ``Pose_Para`` ``R``.
+        well_posed: ``(B,)`` bool from :func:`dsfnet.geometry.weighted_umeyama`.
+    """
+
+    scale: torch.Tensor
+    matrix: torch.Tensor
+    translation: torch.Tensor
+    rotation: torch.Tensor
+    well_posed: torch.Tensor
+
+    def apply_map(self, maps: torch.Tensor) -> torch.Tensor:
+        """Apply to every cell of ``(B, 3, U, U)`` maps; returns ``(B, 3, U, U)``."""
+        out = self.scale[:, None, None] * torch.einsum("bij,bjn->bin", self.matrix, maps.flatten(2))
+        return (out + self.translation[:, :, None]).reshape(maps.shape)
+
+
+def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, *, flip: bool = True,
+                   detach: bool = False, index: torch.Tensor | None = None) -> FlipSimilarity:
+    """Confidence-weighted similarity fit between two UV maps, through :func:`dsfnet.geometry.weighted_umeyama`.
+
+    With ``flip=True`` the two maps are in frames of opposite handedness (y-up model / shape-map space vs y-down
+    crop / position-map space): we solve ``F·dst ≈ c·Q·src + t'`` for a **proper** ``Q`` (``F = FLIP_Y``)
+    and return the map ``dst ≈ c·(F Q)·src + F t'``. For a model → crop fit ``Q`` is the ``Pose_Para`` rotation.
+
+    Args:
+        src: ``(B, 3, U, U)`` source map (every cell is a point).
+        dst: ``(B, 3, U, U)`` target map.
+        weights: ``(B, 1, U, U)`` or ``(B, U, U)`` non-negative; cells with weight 0 do not count.
+        flip: see above.
+        detach: fit on detached inputs (no gradient through the similarity parameters).
+        index: optional ``(F,)`` int64 flat cells to fit on (e.g. the face-mask cells); cells outside it do not
+            count (same result as weight 0, cheaper).
+    Returns:
+        :class:`FlipSimilarity`.
+    """
+    b = src.shape[0]
+    s = src.flatten(2).transpose(1, 2)
+    d = dst.flatten(2).transpose(1, 2)
+    w = weights.reshape(b, -1)
+    if index is not None:
+        s, d, w = s.index_select(1, index), d.index_select(1, index), w.index_select(1, index)
+    if detach:
+        s, d, w = s.detach(), d.detach(), w.detach()
+    f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=src.dtype, device=src.device)
+    fit = weighted_umeyama(s, d * f, w)
+    matrix = f[None, :, None] * fit.rotation  # F @ Q: F is diagonal, so it scales Q's rows
+    return FlipSimilarity(fit.scale, matrix, fit.translation * f, fit.rotation, fit.well_posed)
+
+
+def van_der_corput(n: int) -> np.ndarray:
+    """``(n,)`` float64 base-2 radical inverse of ``0 … n−1`` in [0, 1): a fixed, well-spread priority order."""
+    out = np.zeros(n, dtype=np.float64)
+    i = np.arange(n, dtype=np.int64)
+    denom = 1.0
+    while (i > 0).any():
+        denom *= 2.0
+        out += (i & 1) / denom
+        i >>= 1
+    return out
+
+
+def select_points(features: torch.Tensor, valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
+                  n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic point selection for the PointNet (spec §3.7 with §9.4's fix).
+
+    Candidates are the face-mask cells. If ``n_points <= 0`` or ≥ the number of face cells, all of them are
+    used (invalid ones masked). Otherwise the ``n_points`` valid cells of highest fixed ``priority`` are kept
+    (a van der Corput order over the face cells, i.e. a spatially even fixed-stride subset); when fewer cells
+    are valid, all valid ones are kept and the rest is padding (mask 0).
+
+    Args:
+        features: ``(B, C, U·U)`` per-cell point features.
+        valid: ``(B, U·U)`` {0, 1}.
+        face_index: ``(F,)`` int64 flat indices of the face cells.
+        priority: ``(F,)`` distinct values in [0, 1).
+        n_points: N.
+    Returns:
+        ``points (B, C, N')`` and ``mask (B, N')`` float {0, 1}; ``N' = min(N, F)`` (or F when N ≤ 0).
+    """
+    feats = features.index_select(2, face_index)
+    ok = valid.index_select(1, face_index)
+    if n_points <= 0 or n_points >= face_index.numel():
+        return feats, ok
+    score = ok * (1.0 + priority[None])
+    idx = torch.topk(score, n_points, dim=1, sorted=True).indices
+    points = feats.gather(2, idx[:, None, :].expand(-1, feats.shape[1], -1))
+    return points, ok.gather(1, idx)
+
+
+class PointNet(nn.Module):
+    """Permutation-invariant regression of normalised 3DMM coefficients from visible UV points (spec §3.7).
+
+    Shared per-point MLP (Conv1d 1×1 + BN + ReLU per width), max-pool over the **unmasked** points, linear heads.
+    ``forward(points (B, C_in, N), mask (B, N))`` → ``{"shape_is": (B, Ks), "exp_is": (B, Ke), "pointnet_feature": (B, widths[-1])}``.
+    Padded points are excluded exactly: after the last ReLU every feature is ≥ 0, so zeroing the padded ones
+    before the max leaves the max over the valid points unchanged (and gives 0 when none is valid).
+    """
+
+    def __init__(self, c_in: int, widths: tuple[int, ...], n_shape: int, n_exp: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = c_in
+        for wdt in widths:
+            layers += [nn.Conv1d(c, wdt, 1, bias=False), nn.BatchNorm1d(wdt), nn.ReLU(inplace=True)]
+            c = wdt
+        self.mlp = nn.Sequential(*layers)
+        self.fc_shape = nn.Linear(c, n_shape)
+        self.fc_exp = nn.Linear(c, n_exp)
+        for fc in (self.fc_shape, self.fc_exp):
+            nn.init.normal_(fc.weight, std=0.01)
+            nn.init.zeros_(fc.bias)
+
+    def forward(self, points: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        feat = self.mlp(points * mask[:, None])
+        pooled = (feat * mask[:, None]).amax(dim=2)
+        return {"shape_is": self.fc_shape(pooled), "exp_is": self.fc_exp(pooled), "pointnet_feature": pooled}

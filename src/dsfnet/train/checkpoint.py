@@ -1,0 +1,151 @@
+"""Checkpoints: atomic save, strict load (``torch.load(weights_only=True)``), metadata checks.
+
+A checkpoint is a dict of tensors and plain containers only::
+
+    {"format": "dsfnet-checkpoint", "version": 1,
+     "model": state_dict,
+     "meta": {"variant", "model_config" (dict), "input_size", "uv_size", "pos_scale", "face_model_fingerprint",
+              "n_shape", "n_exp", "coef_normalisation" ("std": α/σ, β/σ with the face model's stds),
+              "tm_mean" (12 floats), "tm_std" (12 floats), "torch"},
+     "config": the resolved TrainConfig as a dict (or None),
+     "train": {"epoch", "step", "best_metric", "optimizer", "rng", ...} (absent in exported weights)}
+
+:func:`load_checkpoint` refuses a file whose variant, face model, input size or UV size differ from what the
+caller expects, with an error naming both values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+FORMAT = "dsfnet-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is malformed or does not match what was requested."""
+
+
+def model_metadata(model: Any) -> dict:
+    """What a checkpoint records about ``model`` (a DSFNet or a DSFNet-like module with ``config``)."""
+    cfg = model.config
+    cfg_dict = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
+    cfg_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_dict.items()}
+    tm_mean = getattr(model, "tm_mean", None)
+    tm_std = getattr(model, "tm_std", None)
+    return {
+        "variant": str(cfg.name),
+        "model_config": cfg_dict,
+        "input_size": int(cfg.input_size),
+        "uv_size": int(cfg.uv_size),
+        "pos_scale": float(getattr(cfg, "pos_scale", cfg.input_size * 280.0 / 256.0)),
+        "face_model_fingerprint": getattr(model, "face_model_fingerprint", None),
+        "n_shape": int(getattr(model, "n_shape", 0)),
+        "n_exp": int(getattr(model, "n_exp", 0)),
+        "coef_normalisation": "std",
+        "tm_mean": None if tm_mean is None else [float(v) for v in tm_mean.reshape(-1)],
+        "tm_std": None if tm_std is None else [float(v) for v in tm_std.reshape(-1)],
+        "torch": torch.__version__,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: Mapping | None = None,
+                    train_state: Mapping | None = None) -> Path:
+    """Write a checkpoint atomically: ``torch.save`` to a temp file in the same folder, then ``os.replace``.
+
+    Args:
+        path: target file (its folder is created).
+        model: the bare model (not the DDP wrapper).
+        config: resolved training config as a plain dict.
+        train_state: resume state (plain containers and tensors only).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "model": state, "meta": model_metadata(model),
+               "config": None if config is None else dict(config)}
+    if train_state is not None:
+        payload["train"] = dict(train_state)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and sanity-check a checkpoint dict (``weights_only=True``, CPU). Raises FileNotFoundError/CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, pickle with non-allowed objects, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a dsfnet checkpoint (expected format {FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {VERSION}")
+    for key in ("model", "meta"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def check_metadata(meta: Mapping, *, expected_variant: str | None = None, face_model_fingerprint: str | None = None,
+                   input_size: int | None = None, uv_size: int | None = None, source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` when recorded metadata differ from the expected values (None = not checked)."""
+    checks = (("variant", expected_variant), ("face_model_fingerprint", face_model_fingerprint),
+              ("input_size", input_size), ("uv_size", uv_size))
+    for key, want in checks:
+        if want is None:
+            continue
+        have = meta.get(key)
+        if have != want:
+            raise CheckpointError(f"{source} was trained with {key}={have!r}, but {want!r} was requested")
+
+
+def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None, *, model: torch.nn.Module | None = None,
+                    face_model_fingerprint: str | None = None, input_size: int | None = None,
+                    uv_size: int | None = None) -> dict:
+    """Read a checkpoint strictly and optionally load it into ``model``.
+
+    Args:
+        path: ``.pt`` file written by :func:`save_checkpoint`.
+        expected_variant: refuse a different ``meta["variant"]`` (e.g. ``"lite"``).
+        model: if given, its metadata (variant, face model, sizes) must match, then the state dict is loaded
+            with ``strict=True`` (persistent buffers such as ``tm_mean``/``tm_std`` included).
+        face_model_fingerprint, input_size, uv_size: further expected values (None = not checked).
+    Returns:
+        The checkpoint dict (``model``, ``meta``, ``config``, optional ``train``).
+    Raises:
+        FileNotFoundError, CheckpointError (a ValueError) on a malformed file or any mismatch.
+
+    Example (inference)::
+
+        ckpt = load_checkpoint("best.pt", expected_variant="lite")
+        model = create_model(ckpt["meta"]["variant"]); load_checkpoint("best.pt", "lite", model=model)
+    """
+    ckpt = read_checkpoint(path)
+    meta = ckpt["meta"]
+    check_metadata(meta, expected_variant=expected_variant, face_model_fingerprint=face_model_fingerprint,
+                   input_size=input_size, uv_size=uv_size, source=str(path))
+    if model is not None:
+        mine = model_metadata(model)
+        check_metadata(meta, expected_variant=mine["variant"], face_model_fingerprint=mine["face_model_fingerprint"],
+                       input_size=mine["input_size"], uv_size=mine["uv_size"], source=str(path))
+        try:
+            model.load_state_dict(ckpt["model"], strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not fit the {mine['variant']} model: {e}") from e
+    return ckpt

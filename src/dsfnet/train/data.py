@@ -1,0 +1,195 @@
+"""Training datasets for the trainer: sample caches, on-the-fly ground truth, synthetic faces.
+
+Every dataset yields the training-sample dict of ``docs``/INTERFACES.md and exposes ``sample(index, rng)`` so
+the trainer's :class:`~dsfnet.train.loop.SeededSamples` can make augmentation depend on ``(seed, epoch, index)``.
+
+``--data`` / ``data.train`` may name:
+
+* a sample cache folder (``meta.json``; :class:`dsfnet.data.cache.CropCache`), e.g. ``OUT/cache_train`` of
+  ``dsfnet data build --cache``;
+* a JSON-lines index (``*.jsonl``; :func:`dsfnet.data.sample.read_index`): ground truth built on the fly;
+* a ``dsfnet data build`` output folder: its ``cache_train``/``cache_val`` if present, else ``train.jsonl``/``val.jsonl``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+
+class CacheDataset(Dataset):
+    """Precomputed samples (:class:`~dsfnet.data.cache.CropCache`), optionally augmented."""
+
+    def __init__(self, folder: str | Path, augmenter: Any | None = None) -> None:
+        from dsfnet.data.cache import CropCache
+
+        self.cache = CropCache(folder)
+        self.arrays = self.cache.arrays
+        self.augmenter = augmenter
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = self.cache[index]
+        return self.augmenter(s, rng) if self.augmenter is not None else s
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.sample(index, np.random.default_rng(index))
+
+
+class IndexDataset(Dataset):
+    """:class:`~dsfnet.data.sample.FaceSample` records with ground truth built on the fly by a ``TargetBuilder``."""
+
+    def __init__(self, samples: list, builder: Any, augmenter: Any | None = None) -> None:
+        self.samples, self.builder, self.augmenter = list(samples), builder, augmenter
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = self.builder.build_sample(self.samples[index])
+        return self.augmenter(s, rng) if self.augmenter is not None else s
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.sample(index, np.random.default_rng(index))
+
+
+class SyntheticFaces(Dataset):
+    """``n`` synthetic faces: random coefficients and pose, a shaded render over a noisy background.
+
+    Deterministic per ``(seed, index)``; built once and kept in memory (meant for a few to a few hundred samples).
+    Poses: yaw U(±60°), pitch U(±20°), roll U(±15°); coefficients N(0, 1) normalised (× the model's stds raw).
+    """
+
+    def __init__(self, n: int, builder: Any, seed: int = 0, image_size: int = 256) -> None:
+        if n < 1:
+            raise ValueError(f"need at least 1 synthetic sample, got {n}")
+        self.builder = builder
+        self.items = [self._make(builder, np.random.default_rng([seed, i]), image_size) for i in range(n)]
+        self.arrays = {"tm": np.stack([it["tm"] for it in self.items])}
+
+    @staticmethod
+    def _make(b: Any, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        from dsfnet.render import render_colors
+
+        fm = b.face_model
+        shape = rng.normal(0, 1, fm.n_shape) * fm.shape_std
+        exp = rng.normal(0, 1, fm.n_exp) * fm.exp_std
+        angles = np.radians([rng.uniform(-20, 20), rng.uniform(-60, 60), rng.uniform(-15, 15)])
+        model_v = b.model_vertices(shape, exp)
+        width = float(np.ptp(model_v[:, 0]))
+        s = size * 0.45 / width
+        centre = model_v.mean(0)
+        pose = np.array([*angles, 0.0, 0.0, 0.0, s])
+        v0 = b.image_vertices(shape, exp, pose, size)
+        c_img = v0[:, :2].mean(0)
+        pose[3:5] = [size / 2 - c_img[0] + rng.uniform(-10, 10), -(size / 2 - c_img[1]) + rng.uniform(-10, 10)]
+        del centre
+        verts = b.image_vertices(shape, exp, pose, size)
+        # shading from model depth plus a per-sample tint, over smooth noise
+        z = (model_v[:, 2] - model_v[:, 2].min()) / max(np.ptp(model_v[:, 2]), 1e-9)
+        y = (model_v[:, 1] - model_v[:, 1].min()) / max(np.ptp(model_v[:, 1]), 1e-9)
+        tint = rng.uniform(0.6, 1.0, 3)
+        colors = np.stack([0.3 + 0.7 * z, 0.2 + 0.5 * z + 0.3 * y, 0.2 + 0.6 * (1 - y)], 1) * tint * 255
+        bg = rng.uniform(0, 255, (8, 8, 3)).astype(np.float32)
+        import cv2
+
+        bg = cv2.resize(bg, (size, size), interpolation=cv2.INTER_CUBIC)
+        img = render_colors(verts.astype(np.float32), np.asarray(fm.triangles), colors.astype(np.float32), size, size,
+                            background=-1.0)
+        img = np.where(img < 0, bg, img)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        return b.build(img, shape, exp, pose)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:  # noqa: ARG002
+        return {k: v.copy() for k, v in self.items[index].items()}
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.sample(index, np.random.default_rng(index))
+
+
+def target_builder_for(model: Any, face_model: Any | None = None, layout: Any | None = None):
+    """A ``TargetBuilder`` matching ``model`` (face model fingerprint, input size, UV size)."""
+    from dsfnet.data.targets import TargetBuilder
+    from dsfnet.facemodel import get_uv_layout, load_face_model
+
+    fm = face_model if face_model is not None else load_face_model(n_shape=model.n_shape, n_exp=model.n_exp)
+    want = getattr(model, "face_model_fingerprint", None)
+    if want is not None and fm.fingerprint != want:
+        raise ValueError(f"the model was built for face model {want}, the data's face model is {fm.fingerprint}")
+    lay = layout if layout is not None else get_uv_layout(fm, model.config.uv_size)
+    return TargetBuilder(fm, lay, model.config.input_size)
+
+
+def _augmenter(builder: Any, enabled: bool) -> Any | None:
+    if not enabled:
+        return None
+    from dsfnet.data.augment import Augmenter
+
+    return Augmenter(builder)
+
+
+def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | None = None,
+                 split: str = "train") -> Dataset:
+    """A dataset from a cache folder, a ``.jsonl`` index or a ``dsfnet data build`` folder (module docstring)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "meta.json").is_file():
+        for cand in (p / f"cache_{split}", p / f"{split}.jsonl"):
+            if cand.exists():
+                p = cand
+                break
+    if p.is_dir() and (p / "meta.json").is_file():
+        ds = CacheDataset(p)
+        attrs = ds.cache.attrs
+        fs = ds.cache.fields
+        s, u = model.config.input_size, model.config.uv_size
+        if fs.get("image", ((0,),))[0][0] != s or fs.get("posmap", ((0, 0),))[0][1] != u:
+            raise ValueError(f"cache {p} holds crops {fs.get('image')} / UV {fs.get('posmap')}; the model needs S={s}, U={u}")
+        fp = attrs.get("face_model_fingerprint") or attrs.get("face_model")
+        want = getattr(model, "face_model_fingerprint", None)
+        if fp and want and fp != want:
+            raise ValueError(f"cache {p} was built with face model {fp}, the model uses {want}")
+        if augment:
+            ds.augmenter = _augmenter(builder or target_builder_for(model), True)
+        return ds
+    if p.is_file() and p.suffix == ".jsonl":
+        from dsfnet.data.sample import read_index
+
+        b = builder or target_builder_for(model)
+        return IndexDataset(read_index(p), b, _augmenter(b, augment))
+    raise FileNotFoundError(f"no training data at {path}: expected a sample cache folder (meta.json), a .jsonl index, "
+                            f"or a 'dsfnet data build' folder with cache_{split}/ or {split}.jsonl")
+
+
+def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
+    """``(train, val)`` for ``config.data`` (see :class:`~dsfnet.train.config.DataSection`)."""
+    d = config.data
+    if config.model.variant == "toy":
+        from dsfnet.train._toy import ToyDataset
+
+        kw = {k: v for k, v in config.model.overrides.items() if k in ("input_size", "uv_size", "n_shape", "n_exp")}
+        n = d.synthetic or 16
+        return ToyDataset(n, seed=config.run.seed, **kw), ToyDataset(max(n // 4, 2), seed=config.run.seed + 1, **kw)
+    if d.synthetic > 0:
+        b = target_builder_for(model)
+        train = SyntheticFaces(d.synthetic, b, seed=config.run.seed)
+        return train, train
+    if not d.train:
+        raise ValueError("no training data: set --data DIR (data.train) or data.synthetic=N")
+    builder = None
+    train = open_dataset(d.train, model, augment=d.augment, builder=builder, split="train")
+    val = None
+    if d.val:
+        val = open_dataset(d.val, model, augment=False, split="val")
+    elif Path(d.train).is_dir() and not (Path(d.train) / "meta.json").is_file():  # a build folder: its val split
+        try:
+            val = open_dataset(d.train, model, augment=False, split="val")
+        except FileNotFoundError:
+            val = None
+    return train, val

@@ -1,0 +1,181 @@
+"""`dsfnet predict` / `dsfnet export-onnx` contract, with a fake network (the toy face, no weights needed)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dsfnet.assets import sample_image_path
+from dsfnet.cli.main import main
+from dsfnet.inference.testing import toy_aligner
+from dsfnet.io import read_image
+
+
+def check_record(rec: dict, *, frame=None) -> None:
+    """Hand-written schema check of one results.jsonl line."""
+    assert set(rec) == {"image", "frame", "width", "height", "faces"}
+    assert isinstance(rec["image"], str) and rec["frame"] == frame
+    assert isinstance(rec["width"], int) and isinstance(rec["height"], int) and rec["width"] > 0 and rec["height"] > 0
+    assert isinstance(rec["faces"], list)
+    for f in rec["faces"]:
+        assert set(f) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "pose", "mesh"}
+        assert len(f["bbox"]) == 4 and f["bbox"][0] < f["bbox"][2] and f["bbox"][1] < f["bbox"][3]
+        assert 0.0 <= f["score"] <= 1.0
+        assert len(f["landmarks_2d"]) == 68 and all(len(p) == 2 for p in f["landmarks_2d"])
+        assert len(f["landmarks_3d"]) == 68 and all(len(p) == 3 for p in f["landmarks_3d"])
+        assert len(f["visibility"]) == 68 and all(0.0 <= v <= 1.0 for v in f["visibility"])
+        pose = f["pose"]
+        assert set(pose) == {"yaw", "pitch", "roll", "rotation"}
+        assert all(-180.0 <= pose[k] <= 180.0 for k in ("yaw", "pitch", "roll"))
+        r = np.array(pose["rotation"])
+        assert r.shape == (3, 3) and np.allclose(r @ r.T, np.eye(3), atol=1e-5)
+        assert f["mesh"] is None or isinstance(f["mesh"], str)
+        numbers = [*f["bbox"], f["score"], *np.ravel(f["landmarks_3d"]), *f["visibility"]]
+        assert all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Replace the model with the toy face (detector: yuface)."""
+    aligner, _ = toy_aligner(detector="yuface")
+    monkeypatch.setattr("dsfnet.cli.predict.build_aligner", lambda args: aligner)
+    return aligner
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _temp_files(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob(".*")]
+
+
+def test_sample_ok(fake, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["predict", "--sample", "-o", str(out), "--save-mesh", "obj", "--draw"]) == 0
+    recs = _lines(out / "results.jsonl")
+    assert len(recs) == 1
+    check_record(recs[0])
+    assert recs[0]["image"] == str(sample_image_path()) and (recs[0]["width"], recs[0]["height"]) == (512, 512)
+    face = recs[0]["faces"][0]
+    assert len(recs[0]["faces"]) == 1 and face["mesh"] == "meshes/sample_0.obj"
+    assert face["pose"]["yaw"] == pytest.approx(20.0)
+    text = (out / face["mesh"]).read_text()
+    assert text.startswith("# dsfnet mesh: image pixels, x right, y up")
+    n_v = sum(1 for line in text.splitlines() if line.startswith("v "))
+    assert n_v == len(fake.codec.decode(fake.runner.face_uvm))
+    # the mesh is the face's vertices with y flipped up: y_mesh = H - y_image
+    v0 = [float(x) for x in text.splitlines()[1].split()[1:4]]
+    bbox = face["bbox"]
+    assert bbox[0] - 50 < v0[0] < bbox[2] + 50 and 512 - bbox[3] - 80 < v0[1] < 512 - bbox[1] + 80
+    overlay = read_image(out / "sample_overlay.jpg")
+    assert overlay.shape == (512, 512, 3)
+    assert _temp_files(out) == []
+
+
+def test_bad_inputs_continue_and_fail_the_exit_code(fake, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    img = read_image(sample_image_path())
+    cv2.imwrite(str(src / "a.jpg"), img[:, :, ::-1])
+    cv2.imwrite(str(src / "sub" / "b.png"), np.full((64, 80, 3), 90, np.uint8))  # no face: an empty faces list
+    (src / "broken.jpg").write_text("not an image")
+    (src / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["predict", str(src), str(tmp_path / "missing.jpg"), "-o", str(out), "--save-mesh", "ply"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = [line for line in err if "broken.jpg" in line or "empty.png" in line or "missing.jpg" in line]
+    assert len(bad) == 3 and all(line.startswith("dsfnet predict: ") for line in bad)
+    assert any("not an image" in line for line in bad) and any("empty" in line for line in bad)
+    recs = {Path(r["image"]).name: r for r in _lines(out / "results.jsonl")}
+    assert set(recs) == {"a.jpg", "b.png"}
+    for r in recs.values():
+        check_record(r)
+    assert recs["a.jpg"]["image"] == str(src / "a.jpg")  # path as found under the given folder
+    assert len(recs["a.jpg"]["faces"]) == 1 and recs["b.png"]["faces"] == []
+    assert (out / "meshes" / "a_0.ply").read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\n")
+    assert _temp_files(out) == []
+
+
+def test_boxes_file_sets_faces_and_order(fake, tmp_path):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((200, 300, 3), 50, np.uint8))
+    boxes = [[150, 20, 250, 140], [10, 30, 90, 130]]
+    (tmp_path / "BOXES.json").write_text(json.dumps({"x.png": boxes}))
+    out = tmp_path / "out"
+    assert main(["predict", str(img), "-o", str(out), "--boxes", str(tmp_path / "BOXES.json")]) == 0
+    rec = _lines(out / "results.jsonl")[0]
+    check_record(rec)
+    assert [f["bbox"] for f in rec["faces"]] == boxes and [f["score"] for f in rec["faces"]] == [1.0, 1.0]
+
+
+def test_video_frames_tracking_and_annotated_video(fake, tmp_path):
+    frame = cv2.resize(cv2.imread(str(sample_image_path())), (256, 256))
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
+    for i in range(4):
+        vw.write(np.roll(frame, 2 * i, axis=1))
+    vw.release()
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "-o", str(out), "--draw"]) == 0
+    recs = _lines(out / "results.jsonl")
+    assert [r["frame"] for r in recs] == [0, 1, 2, 3]
+    for i, r in enumerate(recs):
+        check_record(r, frame=i)
+        assert r["image"] == str(path) and len(r["faces"]) == 1
+    cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
+    assert main(["predict", str(path), "-o", str(tmp_path / "o2"), "--max-frames", "2", "--no-smooth"]) == 0
+    assert len(_lines(tmp_path / "o2" / "results.jsonl")) == 2
+
+
+def test_interrupt_leaves_no_results_file(fake, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = fake.predict
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(fake, "predict", flaky)
+    img = read_image(sample_image_path())
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), img[:, :, ::-1])
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"), "-o", str(out)]) == 130
+    assert not (out / "results.jsonl").exists() and _temp_files(out) == []
+
+
+def test_usage_errors(tmp_path, capsys, monkeypatch):
+    assert main(["predict", "-o", str(tmp_path / "o")]) == 2
+    assert "no input" in capsys.readouterr().err
+    # the real model without weights: one clear line, exit 2, nothing written
+    monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "none")
+    assert main(["predict", "--sample", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no torch weights" in err and "--weights" in err
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+    (tmp_path / "bad.json").write_text("[]")
+    assert main(["predict", "--sample", "-o", str(tmp_path / "o"), "--boxes", str(tmp_path / "bad.json")]) == 2
+    assert "--boxes" in capsys.readouterr().err
+
+
+def test_export_onnx_without_exporter_or_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "none")
+    code = main(["export-onnx", "--config", "lite", "-o", str(tmp_path / "m.onnx")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "exporter" in err or "no torch weights" in err
+    assert not (tmp_path / "m.onnx").exists() and os.listdir(tmp_path) == []
+    assert main(["export-onnx", "-o", str(tmp_path / "m.txt")]) == 2

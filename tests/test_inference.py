@@ -1,0 +1,238 @@
+"""FaceAligner pipeline end to end with a known UV map (no trained weights), runners, smoothing, tracking."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dsfnet.assets import sample_image_path
+from dsfnet.crop import BoxCalibration, box_from_detection, box_from_landmarks, crop_matrix, invert_matrix, transform_points, warp_image
+from dsfnet.detect import YUFACE_CALIBRATION, BoxesDetector, YuFaceDetector
+from dsfnet.inference import (
+    FaceAligner,
+    FaceTracker,
+    OneEuroFilter,
+    WeightsNotFoundError,
+    resolve_weights,
+    standardize_np,
+    zbuffer_visibility,
+)
+from dsfnet.inference.testing import toy_aligner
+from dsfnet.inference.tracking import nearest_rotation
+from dsfnet.inference.visualize import draw_faces
+from dsfnet.io import read_image
+
+IMG = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+BOX = [100.0, 50.0, 220.0, 170.0]
+
+
+def _expected(toy, crop_box, size=64):
+    """Ground truth in image px: the posed toy face mapped back through the crop (nose-relative z)."""
+    back = invert_matrix(crop_matrix(crop_box, size))
+    posmap = toy.codec.encode(toy.vertices_crop).astype(np.float64)  # the runner hands float32; decode in float64
+    v, lmk = toy.codec.decode(posmap), toy.codec.landmarks(posmap)
+    v[:, 2] -= lmk[30, 2]  # the API makes depth relative to landmark 30 exactly
+    lmk[:, 2] -= lmk[30, 2]
+    exact_v, exact_l = transform_points(v, back), transform_points(lmk, back)
+    truth = transform_points(toy.vertices_crop, back)
+    return exact_v, exact_l, truth
+
+
+def test_decode_end_to_end_exact_numbers():
+    aligner, toy = toy_aligner(yaw=20.0)
+    faces = aligner.predict(IMG, boxes=[BOX])
+    assert len(faces) == 1
+    f = faces[0]
+    crop_box = box_from_detection(BOX, BoxCalibration())  # no detector: the landmark-box rule (1.5x, no shift)
+    np.testing.assert_allclose(f.crop_box, crop_box)
+    assert crop_box.tolist() == [70.0, 20.0, 250.0, 200.0]
+    # the network saw exactly this crop
+    np.testing.assert_array_equal(aligner.runner.last_crops[0], warp_image(IMG, crop_matrix(crop_box, 64), 64))
+    exact_v, exact_l, truth = _expected(toy, crop_box)
+    np.testing.assert_allclose(f.vertices, exact_v, atol=1e-9)
+    np.testing.assert_allclose(f.landmarks_3d, exact_l, atol=1e-9)
+    np.testing.assert_allclose(f.landmarks_2d, exact_l[:, :2], atol=1e-9)
+    assert f.landmarks_3d[30, 2] == pytest.approx(0.0, abs=1e-9)  # z relative to the nose tip
+    # and the decoded face is the posed face (UV resampling error of a 32x32 map only), k = 64/180
+    err = np.linalg.norm(f.vertices[:, :2] - truth[:, :2], axis=1)
+    assert np.median(err) < 0.15
+    lerr = np.linalg.norm(f.landmarks_2d - truth[toy.face_model.keypoints, :2], axis=1)
+    assert lerr.max() < 2.0 and lerr.mean() < 0.6
+    # pose in degrees (Pose_Para convention) and the rotation itself
+    assert (f.pose["yaw"], f.pose["pitch"], f.pose["roll"]) == pytest.approx((20.0, 0.0, 0.0), abs=1e-9)
+    np.testing.assert_allclose(f.rotation, toy.rotation, atol=1e-12)
+    np.testing.assert_array_equal(f.bbox, BOX)
+    assert f.score == 1.0 and f.triangles.shape[1] == 3
+
+
+def test_pose_angles_in_degrees():
+    aligner, _ = toy_aligner(pitch=-10.0, yaw=35.0, roll=5.0)
+    f = aligner.predict(IMG, boxes=[BOX])[0]
+    assert (f.pose["pitch"], f.pose["yaw"], f.pose["roll"]) == pytest.approx((-10.0, 35.0, 5.0), abs=1e-9)
+
+
+def test_faces_in_the_order_of_given_boxes():
+    aligner, _ = toy_aligner()
+    boxes = [[200, 100, 300, 200], [10, 10, 60, 70], [100, 150, 180, 250]]
+    faces = aligner.predict(IMG, boxes=boxes)
+    assert [f.bbox.tolist() for f in faces] == boxes
+    centres = [f.landmarks_2d.mean(0) for f in faces]
+    assert centres[0][0] > 200 and centres[1][0] < 60  # each face decoded in its own crop
+    assert aligner.predict(IMG, boxes=[]) == []
+
+
+def test_visibility_zbuffer_and_seg():
+    frontal = toy_aligner(yaw=0.0)[0].predict(IMG, boxes=[BOX])[0]
+    assert frontal.visibility.min() == 1.0
+    turned = toy_aligner(yaw=60.0)[0].predict(IMG, boxes=[BOX])[0]
+    hidden = np.flatnonzero(turned.visibility < 0.5)
+    assert 1 <= len(hidden) <= 20
+    # with yaw > 0 the subject's right side (jaw points 0..7) turns away; the left jaw (9..16) stays visible
+    assert set(hidden) & set(range(0, 8)) and not set(hidden) & set(range(9, 17))
+    seg = np.ones((64, 64), np.float32)
+    seg[:, :32] = 0.0  # an occluder over the left half of the crop
+    occl = toy_aligner(yaw=0.0, seg=seg)[0].predict(IMG, boxes=[BOX])[0]
+    crop_x = transform_points(occl.landmarks_2d, crop_matrix(occl.crop_box, 64))[:, 0]
+    assert (occl.visibility[crop_x < 30.5] == 0).all() and (occl.visibility[crop_x > 32.5] == 1).all()
+
+
+def test_zbuffer_visibility_simple():
+    # a square at z = 0 covering the crop; one point in front of it, one behind, one outside
+    v = np.array([[-1, -1, 0], [20, -1, 0], [-1, 20, 0], [20, 20, 0.0]])
+    t = np.array([[0, 1, 2], [1, 3, 2]])
+    pts = np.array([[5, 5, 1.0], [5, 5, -3.0], [50, 50, -9.0]])
+    assert zbuffer_visibility(v, t, pts, 16, tolerance=0.5).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_detector_path_uses_detector_calibration():
+    aligner, toy = toy_aligner(detector="yuface")
+    sample = read_image(sample_image_path())
+    faces = aligner.predict(sample)
+    det = YuFaceDetector().detect(sample)
+    assert len(faces) == 1 and faces[0].score == pytest.approx(det[0].score)
+    np.testing.assert_allclose(faces[0].crop_box, box_from_detection(det[0].box, YUFACE_CALIBRATION))
+    # the same boxes given by hand go through the same calibration by default
+    again = aligner.predict(sample, boxes=[det[0].box])[0]
+    np.testing.assert_allclose(again.vertices, faces[0].vertices)
+    f2 = aligner.predict(sample, boxes=BoxesDetector([det[0].box]))
+    np.testing.assert_allclose(f2[0].crop_box, faces[0].crop_box)
+
+
+def test_predict_from_landmarks_uses_landmark_crop():
+    aligner, _ = toy_aligner()
+    pts = np.array([[100.0, 80.0], [180.0, 80.0], [140.0, 170.0]])
+    f = aligner.predict_from_landmarks(IMG, pts)
+    np.testing.assert_allclose(f.crop_box, box_from_landmarks(pts))
+
+
+def test_no_detector_needs_boxes():
+    aligner, _ = toy_aligner()
+    with pytest.raises(ValueError, match="boxes"):
+        aligner.predict(IMG)
+
+
+def test_to_dict_schema_and_json():
+    aligner, _ = toy_aligner()
+    f = aligner.predict(IMG, boxes=[BOX])[0]
+    d = json.loads(json.dumps(f.to_dict(mesh="meshes/x.obj")))
+    assert set(d) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "pose", "mesh"}
+    assert np.array(d["landmarks_2d"]).shape == (68, 2) and np.array(d["landmarks_3d"]).shape == (68, 3)
+    assert len(d["visibility"]) == 68 and set(d["pose"]) == {"yaw", "pitch", "roll", "rotation"}
+    assert np.array(d["pose"]["rotation"]).shape == (3, 3) and d["mesh"] == "meshes/x.obj"
+    assert d["pose"]["yaw"] == 20.0
+
+
+def test_nan_network_output_is_an_error():
+    aligner, _ = toy_aligner()
+    aligner.runner.face_uvm[0, 5, 5] = np.nan
+    aligner.runner.face_uvm[:] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        aligner.predict(IMG, boxes=[BOX])
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "pkg")
+    with pytest.raises(WeightsNotFoundError, match="never runs with random weights") as e:
+        FaceAligner(config="lite", detector=None)
+    assert "--weights" in str(e.value) and "DSFNET_WEIGHTS" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        FaceAligner(weights=tmp_path / "nope.pt", detector=None)
+    with pytest.raises(WeightsNotFoundError, match="export-onnx"):
+        resolve_weights("lite", "onnx")
+    (tmp_path / "lite.pt").write_bytes(b"x")
+    monkeypatch.setenv("DSFNET_WEIGHTS", str(tmp_path))
+    assert resolve_weights("lite") == tmp_path / "lite.pt"
+    with pytest.raises(ValueError, match="valid backends: torch, onnx"):
+        resolve_weights("lite", "tflite")
+
+
+def test_standardize_np_matches_model_standardize():
+    torch = pytest.importorskip("torch")
+    from dsfnet.model import standardize
+
+    crops = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    ref = standardize(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255).numpy()
+    np.testing.assert_allclose(standardize_np(crops), ref, atol=1e-5)
+
+
+def test_one_euro_filter_numbers():
+    dt = 1 / (2 * math.pi)  # makes alpha(1 Hz) exactly 1/2
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0, d_cutoff=1.0)
+    assert [float(f(x, i * dt)) for i, x in enumerate([0.0, 1.0, 1.0, 1.0])] == pytest.approx([0.0, 0.5, 0.75, 0.875])
+    g = OneEuroFilter(min_cutoff=1.0, beta=1 / math.pi, d_cutoff=1.0)
+    g(0.0, 0.0)
+    # dx = 2*pi, dx_hat = pi (alpha_d = 1/2), cutoff = 1 + pi/pi = 2 Hz, alpha = 1/(1 + 1/2) = 2/3
+    assert float(g(1.0, dt)) == pytest.approx(2 / 3)
+    h = OneEuroFilter()
+    np.testing.assert_array_equal(h(np.array([[1.0, 2.0]]), 0.0), [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="time must increase"):
+        h(np.array([[1.0, 2.0]]), 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        h(np.zeros(3), 1.0)
+
+
+def test_nearest_rotation():
+    from dsfnet.geometry import pose_para_to_matrix
+
+    r = pose_para_to_matrix(0.2, -0.4, 0.1)
+    np.testing.assert_allclose(nearest_rotation(r), r, atol=1e-12)
+    noisy = nearest_rotation(r + 0.01 * np.random.default_rng(0).normal(size=(3, 3)))
+    np.testing.assert_allclose(noisy @ noisy.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(noisy) == pytest.approx(1.0)
+
+
+def test_tracker_detects_once_then_tracks():
+    aligner, _ = toy_aligner(detector=BoxesDetector([BOX]))
+    tr = FaceTracker(aligner, smooth=False)
+    first = tr.update(IMG, 0.0)
+    assert len(first) == 1 and tr.detections_run == 1
+    second = tr.update(IMG, 0.04)
+    assert tr.detections_run == 1  # tracked: crop from the previous landmarks
+    np.testing.assert_allclose(second[0].crop_box, box_from_landmarks(first[0].landmarks_2d))
+    tr.update(IMG, 0.08)
+    assert tr.detections_run == 1
+    smooth = FaceTracker(toy_aligner(detector=BoxesDetector([BOX]))[0], smooth=True)
+    a = smooth.update(IMG, 0.0)[0]
+    np.testing.assert_allclose(a.landmarks_3d, first[0].landmarks_3d)  # first sample passes unchanged
+
+
+def test_tracker_redetects_when_lost():
+    aligner, _ = toy_aligner(detector=BoxesDetector([BOX]))
+    tr = FaceTracker(aligner, smooth=False, min_face=1e6)  # every track counts as lost
+    tr.update(IMG, 0.0)
+    tr.update(IMG, 0.04)
+    assert tr.detections_run == 2
+
+
+def test_draw_faces_styles():
+    aligner, _ = toy_aligner()
+    faces = aligner.predict(IMG, boxes=[BOX])
+    base = np.zeros_like(IMG)
+    for style in ("shaded", "wireframe", "points", "none"):
+        out = draw_faces(base, faces, mesh=style)
+        assert out.shape == base.shape and out.sum() > 0 and base.sum() == 0
+    with pytest.raises(ValueError, match="valid"):
+        draw_faces(base, faces, mesh="glossy")
