@@ -26,24 +26,16 @@ def test_from_weights_strict(toy, tmp_path):
     fm, layout, model = toy
     path = tmp_path / "lite.pt"
     torch.save({"state_dict": model.state_dict(), "config": "lite"}, path)
-    # the runner rebuilds the variant itself; use the same overrides through a small wrapper
-    import dsfnet.model as m
-
-    real = m.create_model
-    runner = None
-    try:
-        m.create_model = lambda name, face_model=None, layout=None: real(name, fm, layout=layout, input_size=64, uv_size=32)
-        runner = TorchRunner.from_weights("lite", path, face_model=fm, layout=layout)
-        torch.save({"state_dict": model.state_dict(), "config": "paper"}, tmp_path / "paper_as_lite.pt")
-        with pytest.raises(ValueError, match="holds weights of the 'paper' model"):
-            TorchRunner.from_weights("lite", tmp_path / "paper_as_lite.pt", face_model=fm, layout=layout)
-        state = dict(model.state_dict())
-        state.pop(next(iter(state)))
-        torch.save(state, tmp_path / "partial.pt")
-        with pytest.raises(ValueError, match="missing keys"):
-            TorchRunner.from_weights("lite", tmp_path / "partial.pt", face_model=fm, layout=layout)
-    finally:
-        m.create_model = real
+    small = {"input_size": 64, "uv_size": 32}
+    runner = TorchRunner.from_weights("lite", path, face_model=fm, layout=layout, model_overrides=small)
+    torch.save({"state_dict": model.state_dict(), "config": "paper"}, tmp_path / "paper_as_lite.pt")
+    with pytest.raises(ValueError, match="holds weights of the 'paper' model"):
+        TorchRunner.from_weights("lite", tmp_path / "paper_as_lite.pt", face_model=fm, layout=layout, model_overrides=small)
+    state = dict(model.state_dict())
+    state.pop(next(iter(state)))
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="missing keys"):
+        TorchRunner.from_weights("lite", tmp_path / "partial.pt", face_model=fm, layout=layout, model_overrides=small)
     for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -86,17 +86,33 @@ def test_lite_backward_finite(lite) -> None:
         assert sum(float(g.abs().sum()) for g in grads) > 0, name
 
 
+def _visible_heads(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Image-stage outputs with every pixel visible and pixel (r, c) mapped to UV cell (r, c) (S = U)."""
+    heads = dict(model.image_stage(x))
+    s = x.shape[-1]
+    axis = (torch.arange(s, dtype=torch.float32) + 0.5) / (s / 2) - 1
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+    heads["grid"] = torch.stack([cols, rows])[None].expand(x.shape[0], -1, -1, -1)
+    heads["seg"] = torch.ones_like(heads["seg"])
+    return heads
+
+
 def test_determinism_and_branches(lite) -> None:
     lite.eval()
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         a, b = lite(x), lite(x)
-        img, mdl = lite(x, branch="image"), lite(x, branch="model")
-        full = lite(x, return_all=True)
+        heads = _visible_heads(lite, x)
+        fused = lite.forward_from_heads(heads, branch="fused", return_all=True)
+        img = lite.forward_from_heads(heads, branch="image")
+        mdl = lite.forward_from_heads(heads, branch="model")
+        again = lite.forward_from_heads(heads, branch="fused")
     assert torch.equal(a["face_uvm"], b["face_uvm"]) and torch.equal(a["rotation"], b["rotation"])
-    assert torch.equal(img["face_uvm"], full["face_is"]) and torch.equal(mdl["face_uvm"], full["face_ms"])
-    assert torch.equal(a["face_uvm"], full["face_f"])
-    assert not torch.equal(a["face_uvm"], img["face_uvm"])
+    assert torch.equal(fused["face_uvm"], again["face_uvm"]) and torch.equal(fused["rotation"], again["rotation"])
+    assert not bool(fused["fallback"][0]) and fused["visible_cells"].item() == float(lite.face_mask.sum())
+    assert torch.equal(fused["face_uvm"], fused["face_f"]) and torch.equal(fused["rotation"], fused["rotation_f"])
+    assert torch.equal(img["face_uvm"], fused["face_is"]) and torch.equal(mdl["face_uvm"], fused["face_ms"])
+    assert float((fused["face_uvm"] - img["face_uvm"]).abs().max()) > 1e-4
     with pytest.raises(ValueError, match="branch must be one of"):
         lite(x, branch="both")
     with pytest.raises(ValueError, match=r"expects \(B, 3, 128, 128\)"):
@@ -107,10 +123,9 @@ def test_empty_seg_falls_back_to_model_branch(lite) -> None:
     lite.eval()
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
-        heads = lite.image_stage(x)
+        heads = _visible_heads(lite, x)
         heads["seg"] = heads["seg"].clone()
-        heads["seg"][0] = 0.0  # sample 0: nothing visible
-        heads["seg"][1] = 1.0
+        heads["seg"][0] = 0.0  # sample 0: nothing visible; sample 1: everything
         out = lite.forward_from_heads(heads, return_all=True)
     assert out["fallback"].tolist() == [True, False]
     assert out["visible_cells"][0].item() == 0

@@ -10,10 +10,11 @@ Given a photo and its 3DMM fit (raw ``shape``, ``exp``, ``Pose_Para`` in the pho
 3. rotates the face about its own centre (the mean of its vertices stays where it projects in the photo):
    new angles ``pitch + delta_pitch``, ``yaw + delta_yaw``, roll kept; scale kept; ``t`` solved for;
 4. renders the textured mesh with the new pose;
-5. fills the background by warping the photo with a thin-plate spline that moves the mesh's boundary vertices
-   from their old to their new projected positions and keeps the image border fixed (``background="warp"``),
-   or by ``cv2.inpaint`` of the old face region (``background="inpaint"``); the rendered face is composited
-   over it with a 1-pixel feathered edge.
+5. fills the background: the old face region is inpainted (``cv2.inpaint``, Telea, at reduced size) so no
+   ghost of the old face shows where the new view uncovers it; with ``background="warp"`` (default) the
+   result is then warped with a thin-plate spline that moves the mesh's boundary vertices from their old to
+   their new projected positions and keeps the image border fixed, so hair and neck follow the head; the
+   rendered face is composited over it with a 1-pixel feathered edge.
 
 Returns the new image and the new ``Pose_Para`` (same shape and expression). Frames: image pixels, x right,
 y down, z toward the camera (``docs/CONVENTIONS.md``). Deterministic.
@@ -172,6 +173,19 @@ def warp_background(image: np.ndarray, src_points: np.ndarray, dst_points: np.nd
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def _inpaint(image: np.ndarray, mask: np.ndarray, work_side: int = 160) -> np.ndarray:
+    """``cv2.inpaint`` (Telea) of ``mask`` computed at a reduced size (fast), pasted back under the mask only."""
+    h, w = mask.shape
+    f = min(1.0, work_side / max(h, w))
+    if f >= 1.0:
+        return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
+    small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask, small.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    small_mask = cv2.dilate(small_mask, np.ones((3, 3), np.uint8))
+    filled = cv2.resize(cv2.inpaint(small, small_mask, 3, cv2.INPAINT_TELEA), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.where(mask[..., None] > 0, filled, image)
+
+
 def profile_face(image: np.ndarray, face_model, shape, exp, pose_para, *, delta_yaw: float = 0.0,
                  delta_pitch: float = 0.0, background: str = "warp") -> ProfiledView:
     """Render the photographed face at a new yaw/pitch (module docstring).
@@ -204,15 +218,14 @@ def profile_face(image: np.ndarray, face_model, shape, exp, pose_para, *, delta_
     face = interpolate(raster, tris, colors)
     mask = raster.mask
 
+    # the old face is removed first, so the part of it the new view uncovers is not a ghost of the old face
+    old_mask = cv2.dilate(rasterize(v_old, tris, h, w).mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+    bg = _inpaint(img, old_mask)
     if background == "warp":
         bnd = boundary_vertices(tris)
         if len(bnd) > N_ANCHORS:
             bnd = bnd[np.linspace(0, len(bnd) - 1, N_ANCHORS).round().astype(np.int64)]
-        bg = warp_background(img, v_old[bnd, :2], v_new[bnd, :2])
-    else:
-        old_mask = rasterize(v_old, tris, h, w).mask.astype(np.uint8)
-        old_mask = cv2.dilate(old_mask, np.ones((5, 5), np.uint8))
-        bg = cv2.inpaint(img, old_mask, 5, cv2.INPAINT_TELEA)
+        bg = warp_background(bg, v_old[bnd, :2], v_new[bnd, :2])
 
     alpha = cv2.erode(mask.astype(np.float32), np.ones((3, 3), np.uint8))
     alpha = cv2.GaussianBlur(alpha, (3, 3), 0.7)

@@ -16,8 +16,8 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def nice_ticks(lo: float, hi: float, target: int = 6) -> np.ndarray:
     """Round tick values covering ``[lo, hi]`` with steps of 1, 2 or 5 × 10^k.
 
-    >>> nice_ticks(0.0, 1.0).tolist()
-    [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+    >>> np.round(nice_ticks(0.0, 1.0), 6).tolist()
+    [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     """
     span = max(hi - lo, 1e-12)
     raw = span / max(target - 1, 1)

@@ -146,14 +146,15 @@ class TorchRunner:
 
     @classmethod
     def from_weights(cls, config: str = "lite", weights: str | os.PathLike | None = None, device: str = "cpu",
-                     face_model=None, layout=None, **kwargs) -> "TorchRunner":
-        """Build the variant and load its weights strictly (raises :class:`WeightsNotFoundError` if absent)."""
+                     face_model=None, layout=None, model_overrides: dict | None = None, **kwargs) -> "TorchRunner":
+        """Build the variant (``create_model(config, face_model, layout=layout, **model_overrides)``) and load its
+        weights strictly. Raises :class:`WeightsNotFoundError` if absent, ``ValueError`` if they do not fit."""
         import torch
 
         from dsfnet.model import create_model
 
         path = resolve_weights(config, "torch", weights)
-        model = create_model(config, face_model, layout=layout)
+        model = create_model(config, face_model, layout=layout, **(model_overrides or {}))
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

@@ -82,17 +82,16 @@ def scatter_to_uv(grid: torch.Tensor, seg: torch.Tensor, conf: torch.Tensor, dep
     cells = grid_to_cells(grid, uv_size)
     face_flat = face_mask.reshape(-1).to(torch.bool)
     visible = (seg.detach().reshape(b, n_pix) > threshold) & face_flat[cells]
-    dump = torch.full_like(cells, n_cells)  # extra bucket for pixels that take no part
-    target = torch.where(visible, cells, dump)
     conf_flat = conf.reshape(b, n_pix)
-    conf_key = conf_flat.detach()
-    best = torch.full((b, n_cells + 1), -1.0, dtype=conf_key.dtype, device=conf_key.device)
-    best = best.scatter_reduce(1, target, conf_key, reduce="amax", include_self=True)
-    winner = visible & (conf_key == best.gather(1, target))
+    # pixels that take no part still scatter, but a neutral value: -1 for the max (the initial value), n_pix for the min
+    conf_key = torch.where(visible, conf_flat.detach(), torch.full_like(conf_flat, -1.0))
+    best = torch.full((b, n_cells), -1.0, dtype=conf_key.dtype, device=conf_key.device)
+    best = best.scatter_reduce(1, cells, conf_key, reduce="amax", include_self=True)
+    winner = visible & (conf_key == best.gather(1, cells))
     pix = torch.arange(n_pix, device=grid.device).unsqueeze(0).expand(b, n_pix)
     key = torch.where(winner, pix, torch.full_like(pix, n_pix))
-    source = torch.full((b, n_cells + 1), n_pix, dtype=torch.long, device=grid.device)
-    source = source.scatter_reduce(1, target, key, reduce="amin", include_self=True)[:, :n_cells]
+    source = torch.full((b, n_cells), n_pix, dtype=torch.long, device=grid.device)
+    source = source.scatter_reduce(1, cells, key, reduce="amin", include_self=True)
     filled = source < n_pix
     src = source.clamp(max=n_pix - 1)
     m = filled.to(conf_flat.dtype)

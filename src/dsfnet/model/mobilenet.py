@@ -135,12 +135,7 @@ def load_teacher_backbone(model: nn.Module, state_dict: Mapping[str, torch.Tenso
     Raises:
         ValueError: if ``model`` has no MobileNetV1 body or nothing could be copied.
     """
-    body = None
-    for candidate in (model, getattr(model, "body", None), getattr(model, "backbone", None),
-                      getattr(getattr(model, "backbone", None), "body", None)):
-        if isinstance(candidate, MobileNetV1Body):
-            body = candidate
-            break
+    body = next((m for m in model.modules() if isinstance(m, MobileNetV1Body)), None)
     if body is None:
         raise ValueError(f"load_teacher_backbone: {type(model).__name__} has no MobileNetV1Body (expected the 'lite' backbone)")
     own = body.state_dict()
