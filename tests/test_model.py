@@ -187,6 +187,7 @@ def test_load_teacher_backbone_from_checkpoint(shared_dir, lite) -> None:
     torch.testing.assert_close(body.bn1.running_var, sd["module.bn1.running_var"])
 
 
+@pytest.mark.slow
 def test_paper_builds_and_runs() -> None:
     torch.manual_seed(0)
     fm, layout = synthetic_face(256)

@@ -71,10 +71,14 @@ def rotate_pose(pose_para, centre_model: np.ndarray, delta_pitch: float = 0.0, d
 
 
 def vertex_visibility(vertices_image: np.ndarray, triangles: np.ndarray, height: int, width: int,
-                      tol: float = VISIBILITY_TOL_PX) -> np.ndarray:
-    """``(N,)`` bool: inside the image and not hidden by the mesh itself (z-buffer test, image px)."""
+                      tol: float = VISIBILITY_TOL_PX, raster=None) -> np.ndarray:
+    """``(N,)`` bool: inside the image and not hidden by the mesh itself (z-buffer test, image px).
+
+    ``raster``: the mesh's :class:`dsfnet.render.Raster` if already computed (else rasterised here).
+    """
     v = vertices_image
-    raster = rasterize(v, triangles, height, width)
+    if raster is None:
+        raster = rasterize(v, triangles, height, width)
     col = np.rint(v[:, 0]).astype(np.int64)
     row = np.rint(v[:, 1]).astype(np.int64)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
@@ -209,7 +213,8 @@ def profile_face(image: np.ndarray, face_model, shape, exp, pose_para, *, delta_
     tris = np.asarray(fm.triangles, dtype=np.int64)
     v_model = decode_vertices(fm.mean, fm.shape_basis, fm.exp_basis, shape, exp).astype(np.float64)
     v_old = pose_para_to_image(v_model, pose_para, h)
-    visible = vertex_visibility(v_old, tris, h, w)
+    raster_old = rasterize(v_old, tris, h, w)
+    visible = vertex_visibility(v_old, tris, h, w, raster=raster_old)
     colors = vertex_colors_from_image(img, v_old, visible, v_model, tris)
 
     new_pose = rotate_pose(pose_para, v_model.mean(axis=0), delta_pitch, delta_yaw)
@@ -219,7 +224,7 @@ def profile_face(image: np.ndarray, face_model, shape, exp, pose_para, *, delta_
     mask = raster.mask
 
     # the old face is removed first, so the part of it the new view uncovers is not a ghost of the old face
-    old_mask = cv2.dilate(rasterize(v_old, tris, h, w).mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+    old_mask = cv2.dilate(raster_old.mask.astype(np.uint8), np.ones((5, 5), np.uint8))
     bg = _inpaint(img, old_mask)
     if background == "warp":
         bnd = boundary_vertices(tris)

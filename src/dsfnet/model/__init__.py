@@ -19,6 +19,7 @@ __all__ = [
     "MobileNetV1Teacher",
     "ModelConfig",
     "create_model",
+    "get_config",
     "list_models",
     "load_teacher_backbone",
     "standardize",
