@@ -17,6 +17,7 @@ are needed; timing does not depend on the weights. Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -111,7 +112,8 @@ def main() -> None:
     lite = build("lite").eval()
     xt = torch.randn(1, 3, 120, 120)
     xl = torch.randn(1, 3, lite.config.input_size, lite.config.input_size)
-    print(f"threads={args.threads}  batch=1  median of {args.runs} runs (inference mode)")
+    print(f"threads={args.threads}  batch=1  median of {args.runs} runs (inference mode); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes skew timings)")
     print(f"MACs  teacher MobileNetV1-0.5 @120: {count_macs(teacher, xt) / 1e6:8.1f} M")
     print(f"MACs  lite image stage @{lite.config.input_size}:      {count_macs(lite.image_stage, xl) / 1e6:8.1f} M")
     print(f"MACs  lite full network (convs/linears): {count_macs(lite, xl) / 1e6:8.1f} M")

@@ -170,12 +170,12 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     assert "--boxes" in capsys.readouterr().err
 
 
-def test_export_onnx_without_exporter_or_weights(tmp_path, capsys, monkeypatch):
+def test_export_onnx_usage_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
     monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "none")
-    code = main(["export-onnx", "--config", "lite", "-o", str(tmp_path / "m.onnx")])
-    assert code == 2
+    assert main(["export-onnx", "--config", "lite", "-o", str(tmp_path / "lite-onnx")]) == 2
     err = capsys.readouterr().err
-    assert "exporter" in err or "no torch weights" in err
-    assert not (tmp_path / "m.onnx").exists() and os.listdir(tmp_path) == []
-    assert main(["export-onnx", "-o", str(tmp_path / "m.txt")]) == 2
+    assert "no torch weights" in err and "--weights" in err
+    assert os.listdir(tmp_path) == []
+    assert main(["export-onnx", "-o", str(tmp_path / "model.onnx")]) == 2
+    assert "folder" in capsys.readouterr().err

@@ -123,3 +123,39 @@ def test_boxes_file(tmp_path):
         load_boxes_file(tmp_path / "bad2.json")
     with pytest.raises(FileNotFoundError):
         load_boxes_file(tmp_path / "missing.json")
+
+
+@pytest.mark.shared
+def test_yuface_calibration_matches_landmark_crops(shared_dir):
+    """On 24 ytf68 test faces the calibrated crop overlaps our landmark crop rule much better than 1.5x/no shift."""
+    from dsfnet.crop import box_from_landmarks
+
+    def iou(a, b):
+        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        return ix * iy / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy)
+
+    root = shared_dir / "data" / "ytf68"
+    recs = [json.loads(line) for line in open(root / "landmarks.jsonl")]
+    recs = [r for r in recs if r["split"] == "test"][::32][:24]
+    det = YuFaceDetector()
+    cal, raw = [], []
+    for r in recs:
+        pts = np.asarray(r["pts68"], dtype=np.float64)
+        target = box_from_landmarks(pts)
+        dets = det.detect(read_image(root / r["image"]))
+        best = max(dets, key=lambda d: iou(d.box, target))
+        cal.append(iou(box_from_detection(best.box, det.calibration), target))
+        raw.append(iou(box_from_detection(best.box, BoxCalibration()), target))
+    assert len(cal) == 24
+    assert np.mean(cal) > 0.85 and np.mean(cal) > np.mean(raw) + 0.1
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "name",
+    ["insightface_samples/inspireface/bulk/view.jpg", "insightface_samples/inspireface/crop/no_face.jpg",
+     "compreface_samples/017_0.jpg"],
+)
+def test_yuface_no_face_in_real_photos_without_faces(shared_dir, name):
+    assert YuFaceDetector().detect(read_image(shared_dir / "data" / "wild" / name)) == []

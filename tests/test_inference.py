@@ -236,3 +236,18 @@ def test_draw_faces_styles():
         assert out.shape == base.shape and out.sum() > 0 and base.sum() == 0
     with pytest.raises(ValueError, match="valid"):
         draw_faces(base, faces, mesh="glossy")
+
+
+def test_eval_predictor_adapter():
+    from dsfnet.eval.predictor import Prediction, Predictor
+    from dsfnet.inference import AlignerPredictor
+
+    aligner, _ = toy_aligner()
+    pred = AlignerPredictor(aligner)
+    assert isinstance(pred, Predictor) and pred.name == "dsfnet"
+    lmk = aligner.predict(IMG, boxes=[BOX])[0].landmarks_2d
+    p = pred.predict_from_landmarks(IMG, lmk)
+    assert isinstance(p, Prediction) and p.landmarks.shape == (68, 3) and p.vertices.shape[1] == 3
+    np.testing.assert_allclose(p.rotation, aligner.runner.rotation)
+    q = pred.predict_from_box(IMG, BOX)
+    np.testing.assert_allclose(q.landmarks, aligner.predict(IMG, boxes=[BOX])[0].landmarks_3d)

@@ -22,22 +22,20 @@ def toy():
     return fm, layout, model
 
 
-def test_from_weights_strict(toy, tmp_path):
+def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path):
+    from dsfnet.train.checkpoint import CheckpointError, save_checkpoint
+
     fm, layout, model = toy
-    path = tmp_path / "lite.pt"
-    torch.save({"state_dict": model.state_dict(), "config": "lite"}, path)
-    small = {"input_size": 64, "uv_size": 32}
-    runner = TorchRunner.from_weights("lite", path, face_model=fm, layout=layout, model_overrides=small)
-    torch.save({"state_dict": model.state_dict(), "config": "paper"}, tmp_path / "paper_as_lite.pt")
-    with pytest.raises(ValueError, match="holds weights of the 'paper' model"):
-        TorchRunner.from_weights("lite", tmp_path / "paper_as_lite.pt", face_model=fm, layout=layout, model_overrides=small)
-    state = dict(model.state_dict())
-    state.pop(next(iter(state)))
-    torch.save(state, tmp_path / "partial.pt")
-    with pytest.raises(ValueError, match="missing keys"):
-        TorchRunner.from_weights("lite", tmp_path / "partial.pt", face_model=fm, layout=layout, model_overrides=small)
+    path = save_checkpoint(tmp_path / "lite.pt", model)
+    runner = TorchRunner.from_weights("lite", path, face_model=fm, layout=layout)
+    assert (runner.input_size, runner.uv_size) == (64, 32)  # from the checkpoint, not the registry's 128
     for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="variant='lite', but 'paper'"):
+        TorchRunner.from_weights("paper", path, face_model=fm)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a dsfnet checkpoint"):
+        TorchRunner.from_weights("lite", tmp_path / "plain.pt", face_model=fm)
 
 
 def test_runner_outputs_and_pipeline(toy):
@@ -56,3 +54,25 @@ def test_runner_outputs_and_pipeline(toy):
     aligner = FaceAligner(detector=None, runner=runner, codec=UVCodec(layout, 64), triangles=fm.triangles)
     faces = aligner.predict(np.zeros((120, 160, 3), np.uint8), boxes=[[40, 20, 100, 90]])
     assert len(faces) == 1 and np.isfinite(faces[0].vertices).all() and faces[0].visibility.shape == (68,)
+
+
+def test_onnx_export_and_runner_match_torch(toy, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from dsfnet.cli.export_onnx import export_folder
+    from dsfnet.inference import OnnxRunner
+
+    fm, layout, model = toy
+    folder, diff = export_folder(model, tmp_path / "lite-onnx", "lite", face_model=fm, layout=layout)
+    assert diff < 1e-3
+    assert sorted(p.name for p in folder.iterdir()) == ["fusion.onnx", "image_stage.onnx", "meta.json", "pointnet.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["lite-onnx"]  # no temp folder left
+    onnx = OnnxRunner.from_weights("lite", folder, face_model=fm, layout=layout)
+    crops = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    a, b = onnx(crops), TorchRunner(model)(crops)
+    np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], atol=1e-3)
+    np.testing.assert_allclose(a["rotation"], b["rotation"], atol=1e-4)
+    np.testing.assert_allclose(a["seg"], b["seg"], atol=1e-4)
+    with pytest.raises(FileExistsError):
+        export_folder(model, folder, "lite", face_model=fm, layout=layout)
+    with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):
+        OnnxRunner(folder, "paper", face_model=fm, layout=layout)

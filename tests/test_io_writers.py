@@ -203,3 +203,15 @@ def test_video_writer_atomic(tmp_path):
             vw.write(np.zeros((24, 32, 3), np.uint8))
             raise RuntimeError
     assert sorted(os.listdir(tmp_path)) == ["o.mp4"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        p = write_obj(tmp_path / "m.obj", VERTS, TRIS)
+        with JsonlWriter(tmp_path / "r.jsonl") as w:
+            w.write({})
+    finally:
+        os.umask(mask)
+    assert oct(p.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's 0600
+    assert oct((tmp_path / "r.jsonl").stat().st_mode & 0o777) == oct(0o644)

@@ -155,6 +155,13 @@ def test_tm_statistics_and_model_branch_geometry(lite) -> None:
     expected_x = s0 * lite.mean_map[0] / 1.5e-5 / 140 + 64 / 140
     torch.testing.assert_close(face[0, 0], expected_x, atol=1e-5, rtol=0)
     assert float(torch.linalg.det(tm[0, :, :3].double())) < 0  # the y-flip is inside Tm
+    # the model branch's rotation: R back from Tm = s·F·R (+ t), proper
+    from dsfnet.geometry import pose_para_to_matrix
+
+    r = pose_para_to_matrix(0.2, -0.7, 0.3)
+    lin = 7e-4 * np.diag([1.0, -1.0, 1.0]) @ r
+    tm_r = torch.as_tensor(np.concatenate([lin, [[60.0], [70.0], [30.0]]], axis=1), dtype=torch.float32)[None]
+    np.testing.assert_allclose(lite.model_rotation(tm_r)[0].numpy(), r, atol=1e-5)
 
 
 def test_load_teacher_backbone_from_architecture(lite) -> None:
@@ -185,6 +192,21 @@ def test_load_teacher_backbone_from_checkpoint(shared_dir, lite) -> None:
     body = lite.image_stage.backbone.body
     torch.testing.assert_close(body.dw6.conv_sep.weight, sd["module.dw6.conv_sep.weight"])
     torch.testing.assert_close(body.bn1.running_var, sd["module.bn1.running_var"])
+
+
+def test_builds_from_facemodel_layout() -> None:
+    """The real ``dsfnet.facemodel`` path: toy FaceModel + get_uv_layout (create_model builds the layout)."""
+    from dsfnet.facemodel import get_uv_layout, toy_face_model
+
+    fm = toy_face_model()
+    model = create_model("lite", fm, uv_size=64).eval()
+    layout = get_uv_layout(fm, 64)
+    assert (model.n_shape, model.n_exp) == (fm.n_shape, fm.n_exp)
+    assert model.face_model_fingerprint == fm.fingerprint
+    assert float(model.face_mask.sum()) == float(np.asarray(layout.face_mask).sum())
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 128, 128))
+    assert tuple(out["face_uvm"].shape) == (1, 3, 64, 64) and bool(torch.isfinite(out["face_uvm"]).all())
 
 
 @pytest.mark.slow

@@ -1,14 +1,16 @@
-"""``dsfnet export-onnx``: export a trained model to ONNX for the ``--backend onnx`` path.
+"""``dsfnet export-onnx``: export trained torch weights for ``dsfnet predict --backend onnx``.
 
-The export itself belongs to the model package (``dsfnet.model.export_onnx``); this command resolves the
-weights, writes the file atomically (temporary name in the same folder, then rename) and checks that the
-result loads in ONNX Runtime with the outputs the ``onnx`` backend needs (``face_uvm``, ``rotation``).
+The model package exports the learned parts as three ONNX graphs (``dsfnet.model.export.export_onnx``:
+``image_stage.onnx``, ``pointnet.onnx``, ``fusion.onnx``); the SVD-based fits between them stay in torch. This
+command writes them plus ``meta.json`` (the checkpoint's recorded config, sizes, face-model fingerprint and
+``tm`` statistics) into one folder, checks that ONNX Runtime reproduces the torch outputs on a test crop, and
+only then moves the folder into place (built under a temporary name next to it: no half-written export).
 """
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,13 +19,14 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export-onnx",
-        help="export a trained model to ONNX",
-        description="Export the network to an .onnx file usable with `dsfnet predict --backend onnx`.",
+        help="export trained weights to ONNX (for --backend onnx)",
+        description="Export the network to a folder of ONNX graphs usable with `dsfnet predict --backend onnx --weights DIR`.",
     )
     p.add_argument("--config", default="lite", help="model variant: lite (default) or paper")
-    p.add_argument("--weights", metavar="FILE", help="torch weights (.pt); default: $DSFNET_WEIGHTS or the packaged weights")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; grid_sample needs >= 16)")
+    p.add_argument("--weights", metavar="FILE", help="torch checkpoint (.pt); default: $DSFNET_WEIGHTS or the packaged weights")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output folder (e.g. lite-onnx); it receives image_stage.onnx, pointnet.onnx, fusion.onnx, meta.json")
+    p.add_argument("--force", action="store_true", help="replace an existing export folder")
     p.set_defaults(func=run)
     return p
 
@@ -32,56 +35,82 @@ def _err(msg: str) -> None:
     print(f"dsfnet export-onnx: {msg}", file=sys.stderr)
 
 
-def _find_export():
-    """The model package's export function, or None."""
+def export_folder(model, output: str | os.PathLike, config: str, *, force: bool = False, face_model=None,
+                  layout=None) -> tuple[Path, float]:
+    """Export ``model`` into the folder ``output`` atomically; returns ``(folder, max |onnx − torch|)`` of ``face_uvm``.
+
+    Raises:
+        FileExistsError: ``output`` exists and ``force`` is false.
+        ValueError: the export does not reproduce the torch model (max abs difference > 1e-3 pm units).
+    """
+    import json
+
+    import numpy as np
+
+    from dsfnet.inference.runner import OnnxRunner, TorchRunner
+    from dsfnet.model.export import export_onnx
+    from dsfnet.train.checkpoint import model_metadata
+
+    out = Path(output)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700
+    old = None
     try:
-        import dsfnet.model as model_pkg
-    except ImportError:
-        return None
-    fn = getattr(model_pkg, "export_onnx", None)
-    if fn is None:
-        try:
-            from dsfnet.model.export import export_onnx as fn  # type: ignore[no-redef]
-        except ImportError:
-            return None
-    return fn
+        export_onnx(model, tmp)
+        meta = model_metadata(model)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        s = int(model.config.input_size)
+        crop = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), dtype=np.uint8)
+        ref = TorchRunner(model, with_seg=False)(crop)["face_uvm"]
+        got = OnnxRunner(tmp, config, face_model=face_model, layout=layout, with_seg=False)(crop)["face_uvm"]
+        diff = float(np.abs(ref - got).max())
+        if not diff <= 1e-3:
+            raise ValueError(f"ONNX Runtime output differs from torch by {diff:.3g} pm units (limit 1e-3)")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    return out, diff
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsfnet.inference.runner import WeightsNotFoundError, resolve_weights
+    from dsfnet.inference.runner import TorchRunner, WeightsNotFoundError
 
     out = Path(args.output)
-    if out.suffix.lower() != ".onnx":
-        _err(f"the output file must end in .onnx, got {out.name}")
+    if out.suffix.lower() == ".onnx":
+        _err(f"the export is a folder of three graphs; give a folder name such as {out.with_suffix('').name}-onnx")
         return 2
-    export = _find_export()
-    if export is None:
-        _err("this version of dsfnet has no ONNX exporter yet (dsfnet.model.export_onnx is missing); "
-             "use --backend torch")
+    if out.exists() and not args.force:
+        _err(f"{out} exists; pass --force to replace it")
         return 2
     try:
-        weights = resolve_weights(args.config, "torch", args.weights)
+        import dsfnet.model.export  # noqa: F401
+    except ImportError as exc:
+        _err(f"this install has no ONNX exporter (dsfnet.model.export): {exc}")
+        return 2
+    try:
+        runner = TorchRunner.from_weights(args.config, args.weights)
     except WeightsNotFoundError as exc:
         _err(str(exc))
         return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
+    except ValueError as exc:
+        _err(f"cannot load the weights: {exc}")
+        return 2
     try:
-        offered = {"config": args.config, "name": args.config, "weights": str(weights), "path": tmp,
-                   "output": tmp, "opset": args.opset, "opset_version": args.opset}
-        params = inspect.signature(export).parameters
-        kwargs = {k: v for k, v in offered.items() if k in params}
-        export(**kwargs)
-        from dsfnet.inference.runner import OnnxRunner
-
-        runner = OnnxRunner(tmp)
-        os.replace(tmp, out)
+        folder, diff = export_folder(runner.model, out, args.config, force=args.force)
     except Exception as exc:
         _err(f"export failed: {type(exc).__name__}: {exc}")
         return 1
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    print(f"wrote {out} (input {runner.input_size}x{runner.input_size}, UV {runner.uv_size})", file=sys.stderr)
+    print(f"wrote {folder} (input {runner.input_size}x{runner.input_size}, UV {runner.uv_size}; "
+          f"max |onnx - torch| = {diff:.2e} pm units)", file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dsfnet.inference.aligner import FaceAligner, decode_face, zbuffer_visibility
+from dsfnet.inference.eval_adapter import AlignerPredictor, create_eval_predictor
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.runner import (
     BACKENDS,
@@ -18,6 +19,7 @@ from dsfnet.inference.tracking import FaceTracker
 
 __all__ = [
     "BACKENDS",
+    "AlignerPredictor",
     "Face",
     "FaceAligner",
     "FaceTracker",
@@ -27,6 +29,7 @@ __all__ = [
     "StaticRunner",
     "TorchRunner",
     "WeightsNotFoundError",
+    "create_eval_predictor",
     "decode_face",
     "pose_dict",
     "resolve_weights",

@@ -133,7 +133,7 @@ class FaceAligner:
     Args:
         device: torch device (CPU by default; nothing is moved to a GPU unless asked).
         config: model variant, ``"lite"`` or ``"paper"``.
-        weights: weights file (``.pt`` for torch, ``.onnx`` for onnx); None: ``$DSFNET_WEIGHTS`` or the packaged
+        weights: a ``.pt`` checkpoint (torch) or an ``export-onnx`` folder (onnx); None: ``$DSFNET_WEIGHTS`` or the packaged
             weights. Missing weights raise :class:`~dsfnet.inference.runner.WeightsNotFoundError`.
         detector: a registry name (``"yuface"``, ``"boxes"``), a :class:`FaceDetector`, or None (then
             :meth:`predict` needs ``boxes``).
@@ -190,11 +190,13 @@ class FaceAligner:
 
     @classmethod
     def _build(cls, config: str, weights, backend: str, device: str):
+        from dsfnet.model import get_config
+
+        get_config(config)  # an unknown variant raises ValueError listing the valid names
         resolve_weights(config, backend, weights)  # fail fast, before building anything
         fm = cls._face_model()
         if backend == "torch":
             from dsfnet.facemodel.uv import get_uv_layout
-            from dsfnet.model import get_config
 
             layout = get_uv_layout(fm, get_config(config).uv_size)
             runner = TorchRunner.from_weights(config, weights, device, face_model=fm, layout=layout)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,7 +37,7 @@ __all__ = [
 BACKENDS = ("torch", "onnx")
 #: environment variable naming a weights file (or a folder holding ``<config>.pt`` / ``<config>.onnx``)
 WEIGHTS_ENV = "DSFNET_WEIGHTS"
-_SUFFIX = {"torch": ".pt", "onnx": ".onnx"}
+_SUFFIX = {"torch": ".pt", "onnx": "-onnx"}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -57,8 +57,18 @@ def default_weights_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "weights"
 
 
+def _weights_ok(path: Path, backend: str) -> bool:
+    if backend == "onnx":  # a folder of exported parts (dsfnet.model.export)
+        return path.is_dir() and (path / "image_stage.onnx").is_file()
+    return path.is_file()
+
+
 def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathLike | None = None) -> Path:
-    """The weights file to load: ``weights`` if given, else ``$DSFNET_WEIGHTS``, else the packaged file.
+    """The weights to load: ``weights`` if given, else ``$DSFNET_WEIGHTS``, else the packaged ones.
+
+    torch: a checkpoint file ``<config>.pt`` (a folder is searched for that name). onnx: a folder holding
+    ``image_stage.onnx``, ``pointnet.onnx``, ``fusion.onnx`` and ``meta.json`` (``dsfnet export-onnx``); a
+    parent folder is searched for ``<config>-onnx/``.
 
     Raises:
         WeightsNotFoundError: nothing found (the message names each place searched and what to do).
@@ -67,33 +77,35 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     name = f"{config}{_SUFFIX[backend]}"
+
+    def candidates(p: Path) -> list[Path]:
+        return [p, p / name] if p.is_dir() else [p]
+
     if weights is not None:
-        p = Path(weights)
-        if p.is_dir():
-            p = p / name
-        if not p.is_file():
-            raise WeightsNotFoundError(f"weights file not found: {p} (given as weights={str(weights)!r})")
-        return p
+        for p in candidates(Path(weights)):
+            if _weights_ok(p, backend):
+                return p
+        what = "a folder with image_stage.onnx, pointnet.onnx, fusion.onnx" if backend == "onnx" else "a .pt checkpoint"
+        raise WeightsNotFoundError(f"weights not found: {weights} (the {backend} backend needs {what})")
     searched = []
     env = os.environ.get(WEIGHTS_ENV)
     if env:
-        p = Path(env)
-        p = p / name if p.is_dir() else p
-        if p.is_file():
-            return p
-        searched.append(f"${WEIGHTS_ENV} -> {p}")
+        for p in candidates(Path(env)):
+            if _weights_ok(p, backend):
+                return p
+        searched.append(f"${WEIGHTS_ENV}={env}")
     p = default_weights_dir() / name
-    if p.is_file():
+    if _weights_ok(p, backend):
         return p
     searched.append(str(p))
     hint = (
-        f"export a model with `dsfnet export-onnx --config {config} -o {name}` from torch weights"
+        f"export one with `dsfnet export-onnx --config {config} -o {name}` from torch weights"
         if backend == "onnx"
         else f"train one with `dsfnet train --config {config}`"
     )
     raise WeightsNotFoundError(
         f"no {backend} weights for the {config!r} model; searched: {'; '.join(searched)}. "
-        f"Pass weights=PATH (CLI: --weights FILE), set ${WEIGHTS_ENV}, or {hint}. "
+        f"Pass weights=PATH (CLI: --weights PATH), set ${WEIGHTS_ENV}, or {hint}. "
         "dsfnet never runs with random weights."
     )
 
@@ -116,16 +128,6 @@ def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return c
 
 
-def _unwrap_state_dict(ckpt: Any, path: Path) -> tuple[dict, dict]:
-    """``(state_dict, metadata)`` from a plain state dict or ``{"state_dict"|"model": ..., **meta}``."""
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(ckpt).__name__})")
-    for key in ("state_dict", "model", "model_state"):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key], {k: v for k, v in ckpt.items() if k != key}
-    return ckpt, {}
-
-
 class TorchRunner:
     """Run a ``dsfnet.model.DSFNet`` on CPU (or ``device``) under ``torch.inference_mode``.
 
@@ -146,32 +148,32 @@ class TorchRunner:
 
     @classmethod
     def from_weights(cls, config: str = "lite", weights: str | os.PathLike | None = None, device: str = "cpu",
-                     face_model=None, layout=None, model_overrides: dict | None = None, **kwargs) -> "TorchRunner":
-        """Build the variant (``create_model(config, face_model, layout=layout, **model_overrides)``) and load its
-        weights strictly. Raises :class:`WeightsNotFoundError` if absent, ``ValueError`` if they do not fit."""
-        import torch
+                     face_model=None, layout=None, **kwargs) -> "TorchRunner":
+        """Rebuild the variant from the checkpoint's recorded ``model_config`` and load its weights strictly.
 
-        from dsfnet.model import create_model
+        Uses the project's one checkpoint reader (``dsfnet.train.checkpoint``): the recorded variant must be
+        ``config``, and the face model, input size and UV size must match (``CheckpointError``, a ValueError).
+        Raises :class:`WeightsNotFoundError` when no file is found.
+        """
+        from dsfnet.model import create_model, get_config
+        from dsfnet.train.checkpoint import check_metadata, load_checkpoint, read_checkpoint
 
         path = resolve_weights(config, "torch", weights)
-        model = create_model(config, face_model, layout=layout, **(model_overrides or {}))
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"cannot load torch weights {path}: {exc}") from exc
-        state, meta = _unwrap_state_dict(ckpt, path)
-        recorded = meta.get("config") or meta.get("variant")
-        if isinstance(recorded, dict):
-            recorded = recorded.get("name")
-        if recorded is not None and str(recorded) != config:
-            raise ValueError(f"{path} holds weights of the {recorded!r} model, not {config!r}; pass --config {recorded}")
-        fp = meta.get("face_model_fingerprint")
-        if fp is not None and getattr(model, "face_model_fingerprint", None) not in (None, fp):
-            raise ValueError(f"{path} was trained with face model {fp}, but this install uses {model.face_model_fingerprint}")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path} does not fit the {config!r} model: missing keys {list(missing)[:8]}, "
-                             f"unexpected keys {list(unexpected)[:8]}")
+        meta = read_checkpoint(path)["meta"]
+        check_metadata(meta, expected_variant=config, source=str(path))
+        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
+        recorded.pop("name", None)
+        if face_model is None:
+            from dsfnet.facemodel.model import load_face_model
+
+            face_model = load_face_model()
+        uv_size = int(recorded.get("uv_size", get_config(config).uv_size))
+        if layout is None or int(layout.size) != uv_size:
+            from dsfnet.facemodel.uv import get_uv_layout
+
+            layout = get_uv_layout(face_model, uv_size)
+        model = create_model(config, face_model, layout=layout, **recorded)
+        load_checkpoint(path, config, model=model)
         return cls(model.to(device), device=device, **kwargs)
 
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -190,48 +192,76 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Run an exported ``.onnx`` model with ONNX Runtime (CPU).
+    """Run the exported ONNX parts with ONNX Runtime (CPU), the glue in the model's own torch code.
 
-    The graph takes the standardised ``(B, 3, S, S)`` float32 crops (first input) and must output
-    ``face_uvm`` and ``rotation`` (optionally ``seg``); ``S`` and ``U`` are read from the graph's shapes
-    when static, else from ``input_size`` / ``uv_size``.
+    ``dsfnet.model.export`` exports the learned parts (image stage, PointNet, fusion UNet) as three graphs; the
+    steps between them (scatter, the SVD-based similarity fits) have no ONNX operators and run through
+    ``dsfnet.model.export.run_with_onnx`` with a weight-less torch model rebuilt from ``meta.json`` (recorded
+    config and the ``tm`` statistics, the only non-learned buffers the glue needs).
+
+    Args:
+        folder: folder written by ``dsfnet export-onnx``.
+        config: expected variant (checked against ``meta.json``).
+        face_model, layout: reuse already loaded assets.
+        threads: ONNX Runtime intra-op threads.
     """
 
-    def __init__(self, path: str | os.PathLike, input_size: int | None = None, uv_size: int | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, config: str = "lite", face_model=None, layout=None,
+                 threads: int | None = None, branch: str = "fused", with_seg: bool = True) -> None:
+        import json
+
+        import torch
+
+        from dsfnet.model import create_model
+        from dsfnet.model.export import OnnxParts
+
+        self.folder = Path(folder)
+        meta_path = self.folder / "meta.json"
+        if not meta_path.is_file():
+            raise ValueError(f"{self.folder} lacks meta.json; re-export it with `dsfnet export-onnx`")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("variant") != config:
+            raise ValueError(f"{self.folder} holds the {meta.get('variant')!r} model, not {config!r}")
+        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
+        recorded.pop("name", None)
+        if face_model is None:
+            from dsfnet.facemodel.model import load_face_model
+
+            face_model = load_face_model()
+        fp = meta.get("face_model_fingerprint")
+        if fp is not None and getattr(face_model, "fingerprint", fp) != fp:
+            raise ValueError(f"{self.folder} was exported for face model {fp}, this install has {face_model.fingerprint}")
+        uv = int(recorded.get("uv_size", meta.get("uv_size", 0)) or 0)
+        if layout is None or (uv and int(layout.size) != uv):
+            from dsfnet.facemodel.uv import get_uv_layout
+
+            layout = get_uv_layout(face_model, uv)
+        self.model = create_model(config, face_model, layout=layout, **recorded).eval()
+        if meta.get("tm_mean") is not None and meta.get("tm_std") is not None:
+            self.model.set_tm_statistics(np.asarray(meta["tm_mean"]), np.asarray(meta["tm_std"]))
         try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a dependency
-            raise ImportError("the onnx backend needs onnxruntime: pip install onnxruntime") from exc
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        self.path = Path(path)
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.parts = OnnxParts(self.folder, threads=threads or 1)
+        except FileNotFoundError:
+            raise
         except Exception as exc:
-            raise ValueError(f"cannot load ONNX model {self.path}: {exc}") from exc
-        outs = {o.name: o for o in self.session.get_outputs()}
-        if not {"face_uvm", "rotation"} <= set(outs):
-            raise ValueError(f"ONNX model {self.path} must output 'face_uvm' and 'rotation'; it outputs {sorted(outs)}")
-        inp = self.session.get_inputs()[0]
-        self._input_name = inp.name
-        self._outputs = [n for n in ("face_uvm", "rotation", "seg") if n in outs]
-        s = inp.shape[-1] if isinstance(inp.shape[-1], int) else input_size
-        u = outs["face_uvm"].shape[-1] if isinstance(outs["face_uvm"].shape[-1], int) else uv_size
-        if s is None or u is None:
-            raise ValueError(f"ONNX model {self.path} has dynamic sizes; pass input_size and uv_size")
-        self.input_size, self.uv_size = int(s), int(u)
+            raise ValueError(f"cannot load the ONNX parts in {self.folder}: {exc}") from exc
+        self._torch = torch
+        self.branch, self.with_seg = branch, with_seg
+        self.input_size = int(self.model.config.input_size)
+        self.uv_size = int(self.model.config.uv_size)
 
     @classmethod
     def from_weights(cls, config: str = "lite", weights: str | os.PathLike | None = None, **kwargs) -> "OnnxRunner":
-        return cls(resolve_weights(config, "onnx", weights), **kwargs)
+        return cls(resolve_weights(config, "onnx", weights), config, **kwargs)
 
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        x = standardize_np(_check_crops(crops, self.input_size))
-        vals = self.session.run(self._outputs, {self._input_name: x})
-        res = dict(zip(self._outputs, vals))
-        res["rotation"] = np.asarray(res["rotation"], dtype=np.float64)
+        from dsfnet.model.export import run_with_onnx
+
+        x = self._torch.from_numpy(standardize_np(_check_crops(crops, self.input_size)))
+        out = run_with_onnx(self.model, self.parts, x, branch=self.branch, return_all=self.with_seg)
+        res = {"face_uvm": out["face_uvm"].float().numpy(), "rotation": out["rotation"].double().numpy()}
+        if self.with_seg and "seg" in out:
+            res["seg"] = out["seg"][:, :1].float().numpy()
         return res
 
 

@@ -23,7 +23,7 @@ __all__ = ["OneEuroFilter", "smoothing_alpha"]
 def smoothing_alpha(cutoff, dt: float):
     """``1 / (1 + 1/(2π·cutoff·dt))``, the exponential-smoothing factor of a first-order low-pass.
 
-    >>> round(smoothing_alpha(1.0, 1 / (2 * math.pi)), 6)
+    >>> round(float(smoothing_alpha(1.0, 1 / (2 * math.pi))), 6)
     0.5
     """
     return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * np.asarray(cutoff, dtype=np.float64) * dt))

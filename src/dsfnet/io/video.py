@@ -6,12 +6,13 @@ A source is a video file (:data:`VIDEO_SUFFIXES`) or a camera index (``int`` or 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from dsfnet.io.writers import make_temp_file
 
 __all__ = ["VIDEO_SUFFIXES", "VideoInfo", "VideoReadError", "VideoWriterRGB", "is_camera", "iter_video_frames", "open_video"]
 
@@ -108,7 +109,7 @@ class VideoWriterRGB:
         if suffix not in (".mp4", ".avi"):
             raise ValueError(f"annotated videos are written as .mp4 or .avi, got {self.path.name}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
+        fd, self._tmp = make_temp_file(self.path.parent, self.path.stem, suffix)
         os.close(fd)
         fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
         self.size = (int(size[0]), int(size[1]))  # (width, height)

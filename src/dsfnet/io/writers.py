@@ -31,6 +31,19 @@ __all__ = [
 MESH_FORMATS = ("obj", "ply")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_file(folder: Path, name: str, suffix: str = ".tmp") -> tuple[int, str]:
+    """``mkstemp`` in ``folder`` with the permissions a normal ``open()`` would give (mkstemp uses 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
 class AtomicFile:
     """Context manager: a temporary file next to ``path`` that replaces ``path`` on a clean exit.
 
@@ -54,7 +67,7 @@ class AtomicFile:
     def __enter__(self) -> IO:
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        fd, self._tmp = make_temp_file(folder, self.path.name)
         self._file = os.fdopen(fd, self.mode, encoding=self.encoding)
         return self._file
 

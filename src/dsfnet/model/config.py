@@ -96,12 +96,12 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         pointnet_widths=(64, 64, 64, 128, 1024), pointnet_points=2048,
         fusion_levels=4, fusion_base=16, fusion_shared_decoder=False, fusion_residual=False,
     ),
-    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 2, light heads,
+    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, light heads (x4 bilinear),
     # GAP global feature, PointNet 32-64-128-256 on 1024 points, UNet (base 8, 3 levels, shared decoder)
     # on the 2x-pooled 64x64 maps predicting residuals
     "lite": ModelConfig(
-        name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=2,
-        head_kind="light", head_channels=16, msf_channels=64, msf_flat_channels=0,
+        name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
+        head_kind="light", head_channels=32, msf_channels=64, msf_flat_channels=0,
         pointnet_widths=(32, 64, 128, 256), pointnet_points=1024,
         fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=2, fusion_residual=True,
     ),

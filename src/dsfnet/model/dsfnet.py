@@ -20,10 +20,7 @@ from dsfnet.model.hrnet import HRNetLite
 from dsfnet.model.lifting import PointNet, fit_similarity, scatter_to_uv, select_points, van_der_corput
 from dsfnet.model.mobilenet import MobileNetFPN
 
-try:
-    from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
-except ImportError:  # pragma: no cover - facemodel.uv is being written in parallel; same value (spec §1.2)
-    SHAPE_MAP_SCALE = 1.5e-5
+from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
 
 #: index of the nose tip among the 68 landmarks (its UV cell defines nose-relative depth)
 NOSE_LANDMARK = 30
@@ -89,7 +86,7 @@ class ImageStage(nn.Module):
 
 
 def _as_tensor(value: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value), dtype=dtype)
+    return torch.tensor(np.array(value), dtype=dtype)  # a copy: layout arrays may be read-only
 
 
 class DSFNet(nn.Module):
@@ -102,8 +99,8 @@ class DSFNet(nn.Module):
         face_model: the ``FaceModel`` (its ``fingerprint`` is kept as ``face_model_fingerprint``).
 
     UV assets become non-persistent buffers (derived from the face model, not saved in checkpoints):
-    ``mean_map (3,U,U)`` sm, ``shape_maps (Ks,3,U,U)``, ``exp_maps (Ke,3,U,U)`` sm per unit normalised
-    coefficient, ``face_mask``/``weight_mask (U,U)``, ``kpt_cells (68,2)``. ``tm_mean``/``tm_std`` ``(12,)``
+    ``mean_map (3,U,U)`` sm, ``basis (Ks+Ke, 3·U·U)`` sm per unit normalised coefficient (views
+    ``shape_maps (Ks,3,U,U)``, ``exp_maps (Ke,3,U,U)``), ``face_mask``/``weight_mask (U,U)``, ``kpt_cells (68,2)``. ``tm_mean``/``tm_std`` ``(12,)``
     are persistent (set them from data with :meth:`set_tm_statistics`).
     """
 
@@ -126,8 +123,8 @@ class DSFNet(nn.Module):
         self.n_shape, self.n_exp = int(shape_maps.shape[0]), int(exp_maps.shape[0])
         self.face_model_fingerprint = getattr(face_model, "fingerprint", None)
         self.register_buffer("mean_map", mean_map, persistent=False)
-        self.register_buffer("shape_maps", shape_maps, persistent=False)
-        self.register_buffer("exp_maps", exp_maps, persistent=False)
+        # shape and expression maps stacked as one (Ks + Ke, 3·U·U) matrix: one memory-bound matmul per call
+        self.register_buffer("basis", torch.cat([shape_maps, exp_maps]).flatten(1), persistent=False)
         self.register_buffer("face_mask", face_mask.float(), persistent=False)
         self.register_buffer("weight_mask", _as_tensor(layout.weight_mask).reshape(u, u), persistent=False)
         self.register_buffer("kpt_cells", kpt, persistent=False)
@@ -170,9 +167,20 @@ class DSFNet(nn.Module):
         """``(B, 12)`` z-scored → ``(B, 3, 4)`` Tm (model units → crop px, y down: its 3×3 part has det < 0)."""
         return (tm_z * self.tm_std + self.tm_mean).reshape(-1, 3, 4)
 
+    @property
+    def shape_maps(self) -> torch.Tensor:
+        """``(Ks, 3, U, U)`` shape basis maps, sm units per unit normalised coefficient (a view of ``basis``)."""
+        return self.basis[: self.n_shape].reshape(self.n_shape, *self.mean_map.shape)
+
+    @property
+    def exp_maps(self) -> torch.Tensor:
+        """``(Ke, 3, U, U)`` expression basis maps (a view of ``basis``)."""
+        return self.basis[self.n_shape:].reshape(self.n_exp, *self.mean_map.shape)
+
     def offsets(self, shape: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
         """Offset map ``O`` (sm units) from normalised coefficients: ``(B, Ks), (B, Ke) → (B, 3, U, U)``."""
-        return torch.einsum("bk,kcij->bcij", shape, self.shape_maps) + torch.einsum("bk,kcij->bcij", exp, self.exp_maps)
+        flat = torch.cat([shape, exp], dim=1) @ self.basis  # (B, 3·U·U)
+        return flat.reshape(-1, *self.mean_map.shape)
 
     def nose_relative(self, posed: torch.Tensor) -> torch.Tensor:
         """Subtract the z of the nose-tip cell: ``(B, 3, U, U) → (B, 3, U, U)``."""
@@ -188,6 +196,19 @@ class DSFNet(nn.Module):
         pts = shape_map.flatten(2) / SHAPE_MAP_SCALE
         crop = torch.einsum("bij,bjn->bin", tm[:, :, :3], pts) + tm[:, :, 3:]
         return self.nose_relative((crop / self.config.pos_scale).reshape(shape_map.shape))
+
+    def model_rotation(self, tm: torch.Tensor) -> torch.Tensor:
+        """Proper rotation of the model-space branch: the rotation nearest to ``F·Tm[:, :3]`` (``(B, 3, 4) → (B, 3, 3)``).
+
+        Solved with the same weighted fit as every other alignment, on the six points ``±e_k`` and their images
+        under ``Tm[:, :3]``: their cross-covariance is ``Tm[:, :3]/3``, so the fit is the orthogonal Procrustes
+        (polar) factor. ``Tm``'s linear part is ``s·F·R`` for a similarity, and then this returns exactly ``R``.
+        """
+        b = tm.shape[0]
+        axes = torch.eye(3, dtype=tm.dtype, device=tm.device)
+        src = torch.cat([axes, -axes]).T.reshape(1, 3, 6, 1).expand(b, -1, -1, -1)  # (B, 3, 6, 1) as a tiny "map"
+        dst = torch.einsum("bij,bjn->bin", tm[:, :, :3], src.flatten(2)).reshape(src.shape)
+        return fit_similarity(src, dst, torch.ones(b, 1, 6, 1, dtype=tm.dtype, device=tm.device), flip=True).rotation
 
     def _align(self, src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor):
         # only face-mask cells take part (spec §3.5: valid ∧ face_mask)
@@ -238,17 +259,15 @@ class DSFNet(nn.Module):
         cfg = self.config
         out: dict[str, torch.Tensor] = dict(heads) if return_all else {}
         b = heads["shape_ms"].shape[0]
-        face_w = self.face_mask.expand(b, 1, -1, -1)
 
-        # model-space branch (§3.9); its proper rotation from the same weighted fit over the face cells
         tm = self.denormalize_tm(heads["tm_ms_z"])
-        offset_ms = self.offsets(heads["shape_ms"], heads["exp_ms"])
-        shape_ms = offset_ms + self.mean_map
-        face_ms = self.posed_from_tm(shape_ms, tm)
-        rotation_ms = self._align(shape_ms, face_ms, face_w).rotation
-        if return_all:
-            out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
+        rotation_ms = self.model_rotation(tm)
         if branch == "model":
+            # model-space branch only (§3.9); its proper rotation is the one nearest to F·Tm[:, :3]
+            offset_ms = self.offsets(heads["shape_ms"], heads["exp_ms"])
+            face_ms = self.posed_from_tm(offset_ms + self.mean_map, tm)
+            if return_all:
+                out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
             out.update(face_uvm=face_ms, rotation=rotation_ms, fallback=torch.zeros(b, dtype=torch.bool, device=tm.device))
             return out
 
@@ -262,7 +281,12 @@ class DSFNet(nn.Module):
         point_feats = torch.cat([d_can, c_uv, self.uv_coords.expand(b, -1, -1, -1)], dim=1).flatten(2)
         points, mask = select_points(point_feats, m_uv.flatten(1), self.face_index, self.point_priority, cfg.pointnet_points)
         pn = pointnet(points, mask)
-        offset_is = self.offsets(pn["shape_is"], pn["exp_is"])
+        # both branches' offset maps in one pass over the basis: rows [model-space; image-space]
+        both = self.offsets(torch.cat([heads["shape_ms"], pn["shape_is"]]), torch.cat([heads["exp_ms"], pn["exp_is"]]))
+        offset_ms, offset_is = both[:b], both[b:]
+        face_ms = self.posed_from_tm(offset_ms + self.mean_map, tm)
+        if return_all:
+            out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
         fit_is = self._align(offset_is + self.mean_map, d_uv, c_uv)
         face_is = self.nose_relative(fit_is.apply_map(offset_is + self.mean_map))
         if return_all:

@@ -33,6 +33,9 @@ class LightDenseHead(nn.Module):
     """CPU layout (``lite``, spec §8.1): [1×1 reduce], conv3×3 + BN + ReLU at the feature stride,
     bilinear upsampling to the input size, conv1×1 → ``c_out``.
 
+    The 1×1 output conv and the bilinear upsampling are both linear (and bilinear weights sum to 1), so they
+    commute: we apply the conv first and upsample ``c_out`` channels instead of ``c_mid`` (same result, cheaper).
+
     ``(B, c_in, S/stride, S/stride) → (B, c_out, S, S)``.
     """
 
@@ -44,9 +47,8 @@ class LightDenseHead(nn.Module):
         self.out = nn.Conv2d(c_mid, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mid(self.reduce(x))
-        x = F.interpolate(x, scale_factor=float(self.stride), mode="bilinear", align_corners=False)
-        return self.out(x)
+        x = self.out(self.mid(self.reduce(x)))
+        return F.interpolate(x, scale_factor=float(self.stride), mode="bilinear", align_corners=False)
 
 
 class DenseHeads(nn.Module):

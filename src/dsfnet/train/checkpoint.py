@@ -50,7 +50,7 @@ def model_metadata(model: Any) -> dict:
         "coef_normalisation": "std",
         "tm_mean": None if tm_mean is None else [float(v) for v in tm_mean.reshape(-1)],
         "tm_std": None if tm_std is None else [float(v) for v in tm_std.reshape(-1)],
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 

@@ -393,6 +393,7 @@ class Trainer:
 
     def save(self, name: str = LAST) -> None:
         """Rank 0 writes ``run_dir/name`` atomically; every rank then meets at a barrier."""
+        self._sync_buffers()
         if self.is_main:
             save_checkpoint(self.run_dir / name, self.model, config=self.config.to_dict(), train_state=self._train_state())
         self._barrier()
@@ -480,10 +481,17 @@ class Trainer:
             if reason is not None:
                 status = reason
                 self.save(LAST)
+            self._sync_buffers()
         finally:
             if bar is not None:
                 bar.close()
         return TrainResult(status, self.step, self.step // self.steps_per_epoch, self.best_metric, self.run_dir)
+
+    def _sync_buffers(self) -> None:
+        """Give every replica rank 0's buffers (BN running statistics drift per rank after the last forward)."""
+        if self.world > 1:
+            for b in self.model.buffers():
+                dist.broadcast(b.data, src=0)
 
     def _stage(self):
         return stage_at(self.config.loss, self.step / self.total_steps)

@@ -1,0 +1,185 @@
+"""Trainer tests on the tiny toy network: config resolution, checkpoints, exact resume, SIGTERM."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
+from dsfnet.train import checkpoint as ckpt_mod
+from dsfnet.train._toy import ToyNet
+from dsfnet.train.loop import train
+
+TOY = {
+    "model": {"variant": "toy"},
+    "data": {"synthetic": 16, "batch_size": 4, "val_batch_size": 4, "num_workers": 0, "augment": False},
+    "optim": {"epochs": 2, "lr_base": 1e-3, "lr_peak": 2e-3, "warmup_epochs": 0.5, "decay": 0.9},
+    "run": {"log_every": 1, "progress": False, "checkpoint_minutes": 0},
+}
+
+
+def _config(**sets) -> TrainConfig:
+    return TrainConfig.load(None, [f"{k}={v}" for k, v in sets.items()]) if not TOY else \
+        TrainConfig.from_dict(_merge(TOY, sets))
+
+
+def _merge(base: dict, sets: dict) -> dict:
+    import copy
+
+    out = copy.deepcopy(base)
+    for key, value in sets.items():
+        node = out
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+def test_named_configs_and_overrides(tmp_path):
+    lite = TrainConfig.load("lite")
+    assert lite.model.variant == "lite" and lite.optim.lr_base == 1e-5 and [s.name for s in lite.loss.stages] == ["A", "B", "C"]
+    paper = TrainConfig.load("paper")
+    assert paper.optim.lr_peak == 8e-5 and paper.optim.warmup_epochs == 3 and paper.optim.epochs == 35
+    c = TrainConfig.load("lite", ["optim.lr_peak=3e-4", "loss.stages.2.lr_scale=0.25", "loss.weights.grid=7",
+                                  "model.overrides.uv_size=64", "data.train=/x/y"])
+    assert (c.optim.lr_peak, c.loss.stages[2].lr_scale, c.loss.weights.grid) == (3e-4, 0.25, 7.0)
+    assert c.model.overrides == {"uv_size": 64} and c.data.train == "/x/y"
+    with pytest.raises(ValueError, match="unknown config key"):
+        TrainConfig.load("lite", ["optim.lr_pk=1"])
+    with pytest.raises(ValueError, match="must be a number"):
+        TrainConfig.load("lite", ["optim.lr_peak=fast"])
+    with pytest.raises(FileNotFoundError):
+        TrainConfig.load("nonexistent_config")
+    # a YAML file; the saved resolved config rebuilds the same config
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"optim": {"epochs": 3}, "loss": {"weights": {"depth": 1.0e+2}}}))
+    c2 = TrainConfig.load(f)
+    assert c2.optim.epochs == 3.0 and c2.loss.weights.depth == 100.0
+    from dsfnet.train.config import save_config
+
+    save_config(c, tmp_path / "resolved.yaml")
+    assert TrainConfig.load(tmp_path / "resolved.yaml") == c
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+def test_checkpoint_metadata_and_strict_load(tmp_path):
+    m = ToyNet()
+    m.set_tm_statistics(torch.arange(12.0), torch.ones(12) * 2)
+    path = ckpt_mod.save_checkpoint(tmp_path / "a.pt", m, config={"k": 1})
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # plain containers + tensors only
+    meta = raw["meta"]
+    assert meta["variant"] == "toy" and meta["input_size"] == 16 and meta["uv_size"] == 8
+    assert meta["face_model_fingerprint"] == "toy-face-0" and meta["tm_mean"] == [float(i) for i in range(12)]
+    assert meta["tm_std"] == [2.0] * 12 and meta["n_shape"] == 4 and meta["n_exp"] == 2
+    m2 = ToyNet()
+    load_checkpoint(path, expected_variant="toy", model=m2)
+    for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CheckpointError, match="variant='toy'.*'lite'"):
+        load_checkpoint(path, expected_variant="lite")
+    with pytest.raises(CheckpointError, match="face_model_fingerprint"):
+        load_checkpoint(path, face_model_fingerprint="abc")
+    with pytest.raises(CheckpointError, match="uv_size"):
+        load_checkpoint(path, model=ToyNet(uv_size=16))
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    m = ToyNet()
+    path = ckpt_mod.save_checkpoint(tmp_path / "last.pt", m)
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    with torch.no_grad():
+        m.dense.weight.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt_mod.save_checkpoint(path, m)
+    assert path.read_bytes() == before  # the old checkpoint is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left behind
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+
+def test_training_writes_run_folder_and_lowers_loss(tmp_path):
+    cfg = _config(**{"optim.epochs": 4})
+    res = train(cfg, tmp_path / "run")
+    assert res.status == "finished" and res.step == 16 and res.epoch == 4
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["best.pt", "config.yaml", "last.pt", "metrics.csv"]
+    assert TrainConfig.load(tmp_path / "run" / "config.yaml") == cfg
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    train_rows = [r for r in rows if r["loss"]]
+    val_rows = [r for r in rows if r["val_nme"]]
+    assert len(train_rows) == 16 and len(val_rows) == 4
+    assert [r["stage"] for r in train_rows][:2] == ["A", "A"] and train_rows[-1]["stage"] == "C"
+    # warm-up: lr_base at step 0, lr_peak after half an epoch (2 steps), then decay x0.9 per epoch
+    assert float(train_rows[0]["lr"]) == pytest.approx(1e-3) and float(train_rows[2]["lr"]) == pytest.approx(2e-3)
+    assert float(train_rows[6]["lr"]) == pytest.approx(2e-3 * 0.9)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt", "toy")
+    assert ck["train"]["step"] == 16 and ck["config"]["optim"]["epochs"] == 4.0
+    # a finished run folder is not retrained
+    assert train(cfg, tmp_path / "run").step == 16
+
+
+def test_resume_continues_at_same_step_with_identical_parameters(tmp_path):
+    cfg = _config(**{"optim.epochs": 2})  # 2 epochs x 4 steps; teacher forcing and stage changes on the way
+    full = train(cfg, tmp_path / "full")
+    part = train(_config(**{"optim.epochs": 2, "run.max_steps": 3}), tmp_path / "part")
+    assert part.status == "max_steps" and part.step == 3
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["train"]["step"] == 3
+    resumed = train(cfg, tmp_path / "part")
+    assert resumed.status == "finished" and resumed.step == full.step == 8
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "part" / "last.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    sa, sb = a["train"]["optimizer"]["state"], b["train"]["optimizer"]["state"]
+    for i in sa:
+        assert torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"])
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5})
+    cfg_path = tmp_path / "toy.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dsfnet.cli.main", "train", "--config", str(cfg_path),
+                             "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        t0 = time.monotonic()
+        while not (run_dir / "metrics.csv").exists():  # training is under way
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() - t0 < 120, "training did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"signal at step" in err
+    ck = load_checkpoint(run_dir / "last.pt", "toy")
+    assert ck["train"]["step"] >= 5
