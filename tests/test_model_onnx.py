@@ -1,4 +1,4 @@
-"""ONNX export of the lite network parts and agreement of onnxruntime with PyTorch (< 1e-4)."""
+"""ONNX export of the lite network parts and agreement of onnxruntime with PyTorch (< 1e-4 per part)."""
 from __future__ import annotations
 
 import pytest
@@ -32,11 +32,19 @@ def test_onnx_lite_agrees_with_torch(tmp_path) -> None:
         heads = parts.image_stage(x)
     for k, v in heads.items():
         torch.testing.assert_close(v, ref[k], atol=1e-4, rtol=0, msg=lambda m, k=k: f"image stage {k}: {m}")
-    out = run_with_onnx(model, parts, x, return_all=True)
+    # the rest on identical heads: ONNX PointNet and fusion UNet inside the same torch pipeline
+    with torch.no_grad():
+        torch_heads = {k: ref[k] for k in heads}
+        mixed = model.forward_from_heads(torch_heads, return_all=True, pointnet=parts.pointnet, fusion=parts.fusion)
     for k in ("shape_is", "exp_is", "offset_f", "kpt_f", "face_uvm", "rotation"):
-        torch.testing.assert_close(out[k], ref[k], atol=1e-4, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(mixed[k], ref[k], atol=1e-4, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    # end to end: the scatter is discrete (seg > 0.5, floor of grid, confidence ties), so a 1e-6 difference of a
+    # head can move a pixel to another UV cell; the maps then differ slightly more than the network outputs do
+    out = run_with_onnx(model, parts, x, return_all=True)
     assert torch.equal(out["fallback"], ref["fallback"])
-
+    assert float((out["m_uv"] != ref["m_uv"]).float().mean()) < 1e-3
+    assert float((out["face_uvm"] - ref["face_uvm"]).abs().max()) < 5e-3
+    assert float((out["rotation"] - ref["rotation"]).abs().max()) < 5e-3
 
 class _Scatter(torch.nn.Module):
     def __init__(self, face_mask: torch.Tensor) -> None:

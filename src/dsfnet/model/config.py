@@ -22,11 +22,12 @@ class ModelConfig:
         fpn_channels, fpn_stride: FPN width and output stride (mobilenet only).
         head_kind: ``"reference"`` (nearest ×2, conv, nearest ×2, conv) or ``"light"`` (conv, bilinear, 1×1).
         head_channels: middle width of each dense head.
+        head_shared: one head trunk with 5 output channels instead of three heads (CPU variant).
         msf_channels: model-space feature width; msf_flat_channels: BasicBlock squeeze before flatten (0 = GAP).
         pointnet_widths: per-point MLP widths; pointnet_points: N points (≤ 0: all face cells).
         fusion_levels, fusion_base: UNet depth (max-pools) and level-1 width.
         fusion_shared_decoder: one decoder trunk with two heads (else two decoders).
-        fusion_input_stride: 1, or 2 to run the UNet on 2×2-average-pooled maps and upsample its outputs
+        fusion_input_stride: 1, or 2 / 4 to run the UNet on average-pooled maps and upsample its outputs
             bilinearly (CPU variant; use with ``fusion_residual`` so full-resolution detail comes from the base).
         fusion_residual: UNet predicts corrections to the mean of the two branches' maps (else the maps themselves).
         seg_threshold: visible-pixel threshold on seg.
@@ -44,6 +45,7 @@ class ModelConfig:
     fpn_stride: int = 2
     head_kind: str = "light"
     head_channels: int = 32
+    head_shared: bool = False
     msf_channels: int = 64
     msf_flat_channels: int = 0
     pointnet_widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -68,8 +70,8 @@ class ModelConfig:
         div = self.fusion_input_stride * 2 ** self.fusion_levels
         if self.uv_size % div:
             raise ValueError(f"uv_size {self.uv_size} must be divisible by fusion_input_stride * 2**fusion_levels = {div}")
-        if self.fusion_input_stride not in (1, 2):
-            raise ValueError(f"fusion_input_stride must be 1 or 2, got {self.fusion_input_stride}")
+        if self.fusion_input_stride not in (1, 2, 4):
+            raise ValueError(f"fusion_input_stride must be 1, 2 or 4, got {self.fusion_input_stride}")
         if self.backbone not in ("hrnet", "mobilenet"):
             raise ValueError(f"backbone must be 'hrnet' or 'mobilenet', got {self.backbone!r}")
         if self.head_kind not in ("reference", "light"):
@@ -96,13 +98,14 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         pointnet_widths=(64, 64, 64, 128, 1024), pointnet_points=2048,
         fusion_levels=4, fusion_base=16, fusion_shared_decoder=False, fusion_residual=False,
     ),
-    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, light heads (x4 bilinear),
-    # GAP global feature, PointNet 32-64-128-256 on 1024 points, UNet (base 8, 3 levels, shared decoder)
-    # on the 2x-pooled 64x64 maps predicting residuals
+    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
+    # (conv3x3 48 ch at stride 4, 1x1 to 5 outputs, x4 bilinear),
+    # GAP global feature, PointNet 32-64-128-256 on 512 points, UNet (base 8, 3 levels, shared decoder)
+    # on the 4x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean
     "lite": ModelConfig(
         name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
-        head_kind="light", head_channels=32, msf_channels=64, msf_flat_channels=0,
-        pointnet_widths=(32, 64, 128, 256), pointnet_points=1024,
-        fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=2, fusion_residual=True,
+        head_kind="light", head_channels=48, head_shared=True, msf_channels=64, msf_flat_channels=0,
+        pointnet_widths=(32, 64, 128, 256), pointnet_points=512,
+        fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=4, fusion_residual=True,
     ),
 }

@@ -74,7 +74,8 @@ class ImageStage(nn.Module):
         else:
             self.backbone = MobileNetFPN(config.mobilenet_width, config.fpn_channels, config.fpn_stride)
         info = self.backbone.feature_info
-        self.dense_heads = DenseHeads(info["dense"]["channels"], config.head_channels, info["dense"]["stride"], config.head_kind)
+        self.dense_heads = DenseHeads(info["dense"]["channels"], config.head_channels, info["dense"]["stride"], config.head_kind,
+                                      shared=config.head_shared)
         spatial = config.input_size // info["global"]["stride"]
         self.model_head = ModelSpaceHead(info["global"]["channels"], config.msf_channels, config.msf_flat_channels, spatial, n_shape, n_exp)
 

@@ -39,7 +39,7 @@ class FusionUNet(nn.Module):
         base: width of level 1; level i has ``base·2^(i−1)`` channels.
         levels: number of max-pool steps (4 in the reference: U → U/16 at the centre).
         shared_decoder: one decoder trunk with two output heads (``lite``) instead of two decoders (``paper``).
-        input_stride: 2 runs the UNet on 2×2-average-pooled input and upsamples both outputs bilinearly to U.
+        input_stride: 2 or 4 runs the UNet on average-pooled input and upsamples both outputs bilinearly to U.
 
     ``forward(x (B, 12, U, U), msf (B, C_msf, h, w))`` → ``(offset (B, 3, U, U), posed (B, 3, U, U))``:
     raw head outputs; the caller adds any residual base. ``U`` must be divisible by ``input_stride·2^levels``.

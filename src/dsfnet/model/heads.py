@@ -52,7 +52,7 @@ class LightDenseHead(nn.Module):
 
 
 class DenseHeads(nn.Module):
-    """The three image-space heads on the backbone's ``dense`` feature.
+    """The three image-space heads on the backbone's ``dense`` feature (``shared``: one trunk, 5 outputs).
 
     ``forward``: ``(B, c_in, S/stride, S/stride)`` → dict of
 
@@ -63,17 +63,25 @@ class DenseHeads(nn.Module):
     * ``depth`` ``(B, 1, S, S)``: nose-relative depth in position-map units.
     """
 
-    def __init__(self, c_in: int, c_mid: int, stride: int, kind: str) -> None:
+    def __init__(self, c_in: int, c_mid: int, stride: int, kind: str, shared: bool = False) -> None:
         super().__init__()
         cls = {"reference": ReferenceDenseHead, "light": LightDenseHead}.get(kind)
         if cls is None:
             raise ValueError(f"unknown dense head kind {kind!r}; expected 'reference' or 'light'")
-        self.heads = nn.ModuleDict({name: cls(c_in, c_mid, c, stride) for name, c in DENSE_OUTPUTS.items()})
+        self.shared = shared
+        if shared:  # one trunk, 5 output channels [grid 2 | seg 2 | depth 1]
+            self.heads = nn.ModuleDict({"all": cls(c_in, c_mid, sum(DENSE_OUTPUTS.values()), stride)})
+        else:
+            self.heads = nn.ModuleDict({name: cls(c_in, c_mid, c, stride) for name, c in DENSE_OUTPUTS.items()})
 
     def forward(self, feature: torch.Tensor) -> dict[str, torch.Tensor]:
-        grid = self.heads["grid"](feature)
-        seg2 = self.heads["seg"](feature)
-        depth = self.heads["depth"](feature)
+        if self.shared:
+            out = self.heads["all"](feature)
+            grid, seg2, depth = out[:, 0:2], out[:, 2:4], out[:, 4:5]
+        else:
+            grid = self.heads["grid"](feature)
+            seg2 = self.heads["seg"](feature)
+            depth = self.heads["depth"](feature)
         seg_logit, conf_logit = seg2[:, 0:1], seg2[:, 1:2]
         return {
             "grid": grid,

@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors and plain containers only::
      "model": state_dict,
      "meta": {"variant", "model_config" (dict), "input_size", "uv_size", "pos_scale", "face_model_fingerprint",
               "n_shape", "n_exp", "coef_normalisation" ("std": α/σ, β/σ with the face model's stds),
+              "input_normalisation",
               "tm_mean" (12 floats), "tm_std" (12 floats), "torch"},
      "config": the resolved TrainConfig as a dict (or None),
      "train": {"epoch", "step", "best_metric", "optimizer", "rng", ...} (absent in exported weights)}
@@ -48,6 +49,7 @@ def model_metadata(model: Any) -> dict:
         "n_shape": int(getattr(model, "n_shape", 0)),
         "n_exp": int(getattr(model, "n_exp", 0)),
         "coef_normalisation": "std",
+        "input_normalisation": "per-image per-channel standardisation of RGB in [0, 1] (spec 1.3)",
         "tm_mean": None if tm_mean is None else [float(v) for v in tm_mean.reshape(-1)],
         "tm_std": None if tm_std is None else [float(v) for v in tm_std.reshape(-1)],
         "torch": str(torch.__version__),

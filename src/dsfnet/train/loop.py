@@ -274,6 +274,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self._init_distributed()
         r = config.run
+        self._threads_before = torch.get_num_threads()
         if r.threads:
             torch.set_num_threads(int(r.threads))
         seed_everything(r.seed + self.rank)
@@ -292,6 +293,7 @@ class Trainer:
                                           weight_decay=o.weight_decay)
         self.step, self.best_metric, self.best_branch = 0, math.inf, ""
         self._stop_reason: str | None = None
+        self._last_stage = ""
         self.is_main = self.rank == 0
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -430,6 +432,7 @@ class Trainer:
             if in_main_thread:
                 for s, h in old.items():
                     signal.signal(s, h)
+            torch.set_num_threads(self._threads_before)
 
     def _fit(self) -> TrainResult:
         cfg, r = self.config, self.config.run
@@ -460,11 +463,11 @@ class Trainer:
                     self.step += 1
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{info['loss']:.4g}", stage=self._stage()[1].name, refresh=False)
+                        bar.set_postfix(loss=f"{info['loss']:.4g}", stage=self._last_stage, refresh=False)
                     if log is not None and (self.step % r.log_every == 0 or self.step == self.total_steps):
                         dt = max(time.monotonic() - t_log, 1e-9)
                         row = {k: v / n_acc for k, v in acc.items()}
-                        row.update(epoch=epoch, step=self.step, stage=self._stage()[1].name, skipped=skipped,
+                        row.update(epoch=epoch, step=self.step, stage=self._last_stage, skipped=skipped,
                                    samples_per_s=n_acc * cfg.data.batch_size * self.world / dt)
                         log.write(row)
                         acc, n_acc, skipped, t_log = {}, 0, 0, time.monotonic()
@@ -520,6 +523,7 @@ class Trainer:
         cfg = self.config
         progress = self.step / self.total_steps
         idx, stage = self._stage()
+        self._last_stage = stage.name
         weights = active_weights(cfg.loss, progress)
         lr = _schedule_lr(cfg, self.step, self.steps_per_epoch) * stage.lr_scale
         for g in self.optimizer.param_groups:
@@ -563,7 +567,7 @@ class Trainer:
                 branch = self._stage()[1].branch if self.step < self.total_steps else self.config.loss.stages[-1].branch
                 metrics = evaluate(self.model, loader, self.device, branch=branch)
                 if log is not None:
-                    log.write({"epoch": int(epoch_done), "step": self.step, "stage": self._stage()[1].name, **metrics})
+                    log.write({"epoch": int(epoch_done), "step": self.step, "stage": f"val:{branch}", **metrics})
                 if bar is not None:
                     bar.write(f"epoch {epoch_done:.2f} step {self.step}: val NME {100 * metrics['val_nme']:.2f}% "
                               f"pose MAE {metrics['val_pose_mae']:.2f} deg ({branch})")
