@@ -23,7 +23,7 @@ def toy():
 
 
 def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path):
-    from dsfnet.train.checkpoint import CheckpointError, save_checkpoint
+    from dsfnet.model.checkpoint import CheckpointError, save_checkpoint
 
     fm, layout, model = toy
     path = save_checkpoint(tmp_path / "lite.pt", model)

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
-from dsfnet.train import checkpoint as ckpt_mod
+from dsfnet.model import checkpoint as ckpt_mod
 from dsfnet.train._toy import ToyNet
 from dsfnet.train.loop import train
 

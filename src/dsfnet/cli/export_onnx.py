@@ -49,7 +49,7 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
 
     from dsfnet.inference.runner import OnnxRunner, TorchRunner
     from dsfnet.model.export import export_onnx
-    from dsfnet.train.checkpoint import model_metadata
+    from dsfnet.model.checkpoint import model_metadata
 
     out = Path(output)
     if out.exists() and not force:

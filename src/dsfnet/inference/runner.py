@@ -151,12 +151,12 @@ class TorchRunner:
                      face_model=None, layout=None, **kwargs) -> "TorchRunner":
         """Rebuild the variant from the checkpoint's recorded ``model_config`` and load its weights strictly.
 
-        Uses the project's one checkpoint reader (``dsfnet.train.checkpoint``): the recorded variant must be
+        Uses the project's one checkpoint reader (``dsfnet.model.checkpoint``): the recorded variant must be
         ``config``, and the face model, input size and UV size must match (``CheckpointError``, a ValueError).
         Raises :class:`WeightsNotFoundError` when no file is found.
         """
         from dsfnet.model import create_model, get_config
-        from dsfnet.train.checkpoint import check_metadata, load_checkpoint, read_checkpoint
+        from dsfnet.model.checkpoint import check_metadata, load_checkpoint, read_checkpoint
 
         path = resolve_weights(config, "torch", weights)
         meta = read_checkpoint(path)["meta"]

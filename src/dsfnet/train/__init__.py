@@ -4,7 +4,7 @@ Heavy modules are imported on use; :func:`load_checkpoint` is the one strict loa
 """
 from __future__ import annotations
 
-from dsfnet.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dsfnet.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dsfnet.train.config import TrainConfig
 
 __all__ = ["CheckpointError", "TrainConfig", "load_checkpoint", "save_checkpoint"]

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dsfnet.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dsfnet.train.config import TrainConfig, save_config
 from dsfnet.train.losses import TERMS, LossContext, active_weights, compute_losses, stage_at
 
