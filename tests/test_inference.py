@@ -239,8 +239,7 @@ def test_draw_faces_styles():
 
 
 def test_eval_predictor_adapter():
-    from dsfnet.eval.predictor import Prediction, Predictor
-    from dsfnet.inference import AlignerPredictor
+    from dsfnet.eval.predictor import AlignerPredictor, Prediction, Predictor
 
     aligner, _ = toy_aligner()
     pred = AlignerPredictor(aligner)

@@ -6,7 +6,7 @@ A predictor turns an image plus a face location into a :class:`Prediction` in im
 * :class:`GroundTruthPredictor` returns the annotation itself (every metric must be exactly 0: a check of
   the pipeline).
 * :class:`TeacherPredictor` runs 3DDFA_V2 (:mod:`dsfnet.data.teacher`).
-* Our network is plugged in by :func:`create_dsfnet_predictor` (from :mod:`dsfnet.inference`, imported lazily).
+* Our network is plugged in by :func:`create_dsfnet_predictor` (:class:`AlignerPredictor` over :mod:`dsfnet.inference`, imported lazily).
 
 Optional hook: a predictor may define ``set_ground_truth(sample)``; the runner calls it with the current
 :class:`~dsfnet.eval.aflw2000.Sample` before predicting (only the GT predictor needs it).
@@ -153,21 +153,41 @@ class TeacherPredictor:
         return self._wrap(self.teacher.predict(image_rgb, roi_from_detection(box)))
 
 
-def create_dsfnet_predictor(weights: str | Path | None, config: str = "lite", device: str = "cpu") -> Predictor:
-    """Our network as a :class:`Predictor`, from :func:`dsfnet.inference.create_eval_predictor`.
+class AlignerPredictor:
+    """Our network, through the public :class:`dsfnet.inference.FaceAligner`, as a :class:`Predictor`.
 
-    Raises:
-        RuntimeError: :mod:`dsfnet.inference` does not provide it (yet).
+    Landmark and vertex z are relative to the nose tip (image px); every metric removes z offsets anyway.
+
+    Args:
+        aligner: a ``FaceAligner`` (its detector is not run; crops come from the evaluation's landmarks/boxes).
+        box_calibration: crop rule for :meth:`predict_from_box`; default: the aligner's detector calibration.
     """
-    try:
-        from dsfnet.inference import create_eval_predictor  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise RuntimeError(
-            "the 'dsfnet' predictor needs dsfnet.inference.create_eval_predictor(weights, config, device) "
-            f"returning a dsfnet.eval.predictor.Predictor, which is not available in this install ({exc}). "
-            "Use --predictor teacher or gt meanwhile.") from exc
-    predictor = create_eval_predictor(weights=weights, config=config, device=device)
-    if not isinstance(predictor, Predictor):
-        raise RuntimeError(f"dsfnet.inference.create_eval_predictor returned {type(predictor).__name__}, "
-                           "which lacks name / predict_from_landmarks / predict_from_box")
-    return predictor
+
+    name = "dsfnet"
+
+    def __init__(self, aligner, box_calibration=None) -> None:
+        self.aligner = aligner
+        self.box_calibration = box_calibration
+
+    @staticmethod
+    def _wrap(face) -> Prediction:
+        return Prediction(landmarks=face.landmarks_3d, rotation=face.rotation, vertices=face.vertices)
+
+    def predict_from_landmarks(self, image_rgb: np.ndarray, landmarks_2d: np.ndarray) -> Prediction:
+        """Crop by our landmark rule (``crop.box_from_landmarks``) from ``(68, 2)`` image px."""
+        _check_inputs(image_rgb, landmarks_2d)
+        return self._wrap(self.aligner.predict_from_landmarks(image_rgb, np.asarray(landmarks_2d)[:, :2]))
+
+    def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
+        """Crop from a ``[l, t, r, b]`` box (image px) through ``box_calibration``."""
+        _check_inputs(image_rgb)
+        faces = self.aligner.predict(image_rgb, boxes=[box], box_calibration=self.box_calibration)
+        return self._wrap(faces[0])
+
+
+def create_dsfnet_predictor(weights: str | Path | None, config: str = "lite", device: str = "cpu",
+                            backend: str = "torch") -> Predictor:
+    """Our network as a :class:`Predictor` (raises ``WeightsNotFoundError`` when there are no weights)."""
+    from dsfnet.inference import FaceAligner
+
+    return AlignerPredictor(FaceAligner(device=device, config=config, weights=weights, backend=backend))

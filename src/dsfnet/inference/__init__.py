@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dsfnet.inference.aligner import FaceAligner, decode_face, zbuffer_visibility
-from dsfnet.inference.eval_adapter import AlignerPredictor, create_eval_predictor
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.runner import (
     BACKENDS,
@@ -19,7 +18,6 @@ from dsfnet.inference.tracking import FaceTracker
 
 __all__ = [
     "BACKENDS",
-    "AlignerPredictor",
     "Face",
     "FaceAligner",
     "FaceTracker",
@@ -29,7 +27,6 @@ __all__ = [
     "StaticRunner",
     "TorchRunner",
     "WeightsNotFoundError",
-    "create_eval_predictor",
     "decode_face",
     "pose_dict",
     "resolve_weights",
