@@ -1,7 +1,6 @@
 """``dsfnet data show`` / ``dsfnet data build`` dispatch."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from dsfnet.cli.main import main

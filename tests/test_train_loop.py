@@ -104,8 +104,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+        f.write(b"partial")  # torch.save writes into the open temporary file
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)

@@ -34,8 +34,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Fit and report; returns 0, or 1 with a message on stderr."""
-    import numpy as np
-
     from dsfnet.data.fitting import fit_landmarks, landmark_nme, load_landmarks
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.io.image import read_image

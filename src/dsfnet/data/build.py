@@ -29,15 +29,15 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from dsfnet.io.writers import atomic_write_bytes
 
 ENV_TEACHER = "DSFNET_TEACHER_DIR"
 TEACHER_WEIGHTS = "mb05_120x120.pth"
@@ -291,14 +291,7 @@ def _sample_json(path: Path, out_dir: Path, shape, exp, pose, height, landmarks,
 
 
 def _atomic_copy(src: str | os.PathLike, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dst, Path(src).read_bytes())
 
 
 # ------------------------------------------------------------------------------------------ arguments

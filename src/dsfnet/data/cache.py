@@ -25,6 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
+from dsfnet.io.writers import atomic_write_text
+
 CACHE_VERSION = 1
 META = "meta.json"
 
@@ -114,10 +116,7 @@ class CacheWriter:
         meta = {"version": CACHE_VERSION, "count": self.count,
                 "fields": {k: {"shape": list(s), "dtype": d} for k, (s, d) in self.fields.items()},
                 "attrs": self.attrs}
-        fd, tmp = tempfile.mkstemp(prefix=".meta.", suffix=".tmp", dir=self.folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(meta, indent=1))
         self._closed = True
 
     def abort(self) -> None:

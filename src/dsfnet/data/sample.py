@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from dsfnet.io.writers import AtomicFile
 
 #: allowed values of :attr:`FaceSample.landmark_convention`
 LANDMARK_CONVENTIONS = ("2d", "3d")
@@ -180,16 +181,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with AtomicFile(path, "wb") as f:
+        write(f)
 
 
 def write_index(samples: Iterable[FaceSample], path: str | os.PathLike) -> int:

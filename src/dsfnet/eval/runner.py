@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +27,7 @@ import numpy as np
 from dsfnet.eval import metrics
 from dsfnet.eval.occlusion import coverage_of, occlude
 from dsfnet.geometry import matrix_to_pose_para
+from dsfnet.io.writers import atomic_write_bytes
 
 SWEEP_COVERAGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 _SEED_STRIDE = 100003
@@ -197,22 +196,9 @@ def to_jsonable(obj):
     return obj
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(results: dict, path: str | Path) -> None:
     """Write ``results`` as strict JSON (NaN → null), atomically."""
-    _atomic_write_bytes(Path(path), json.dumps(to_jsonable(results), indent=1, allow_nan=False).encode())
+    atomic_write_bytes(Path(path), json.dumps(to_jsonable(results), indent=1, allow_nan=False).encode())
 
 
 def plot_results(results: dict, path: str | Path) -> None:
@@ -243,4 +229,4 @@ def plot_results(results: dict, path: str | Path) -> None:
     ok, buf = plot.encode_png()
     if not ok:
         raise RuntimeError("could not encode the plot as PNG")
-    _atomic_write_bytes(Path(path), buf)
+    atomic_write_bytes(Path(path), buf)

@@ -59,8 +59,6 @@ from scipy.spatial import Delaunay, cKDTree
 from dsfnet.facemodel import assets
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from dsfnet.facemodel.model import FaceModel
 
 #: model units -> shape-map units (DSFNet's OFFSET_FIX_RATE)

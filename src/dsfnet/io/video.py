@@ -77,8 +77,6 @@ def iter_video_frames(source, max_frames: int | None = None) -> Iterator[tuple[i
     Raises:
         VideoReadError: the source cannot be opened, or a file yields no frame at all.
     """
-    import cv2
-
     cap, _ = open_video(source)
     try:
         i = 0

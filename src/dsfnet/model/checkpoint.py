@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from dsfnet.io.writers import AtomicFile
 
 FORMAT = "dsfnet-checkpoint"
 VERSION = 1
@@ -73,15 +74,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: 
                "config": None if config is None else dict(config)}
     if train_state is not None:
         payload["train"] = dict(train_state)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with AtomicFile(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 

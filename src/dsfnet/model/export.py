@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from dsfnet.io.writers import atomic_write_bytes
 from dsfnet.model.dsfnet import DSFNet, ImageStage
 
 OPSET = 17
@@ -50,23 +50,11 @@ class _PointNetGraph(nn.Module):
         return out["shape_is"], out["exp_is"]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
     buf = io.BytesIO()
     torch.onnx.export(module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
                       opset_version=OPSET, dynamo=False)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def export_onnx(model: DSFNet, folder: str | os.PathLike) -> dict[str, Path]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from dsfnet.io.writers import AtomicFile
 from dsfnet.train.losses import LossConfig, LossWeights, Stage
 
 #: named configs shipped in ``dsfnet/configs``
@@ -164,15 +164,8 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML, atomically (temp file in the same folder, then ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with AtomicFile(path, "w") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
     return path
 
 
