@@ -182,3 +182,15 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     assert b"signal at step" in err
     ck = load_checkpoint(run_dir / "last.pt", "toy")
     assert ck["train"]["step"] >= 5
+
+
+def test_release_weights_strips_training_state(tmp_path):
+    m = ToyNet()
+    src = ckpt_mod.save_checkpoint(tmp_path / "best.pt", m, config={"a": 1}, train_state={"step": 3})
+    info = ckpt_mod.release_weights(src, tmp_path / "w" / "lite.pt", notes={"data": "toy"})
+    out = ckpt_mod.read_checkpoint(tmp_path / "w" / "lite.pt")
+    assert "train" not in out and out["config"] == {"a": 1}
+    assert out["meta"]["release"]["licence"].startswith("non-commercial research only")
+    assert info["data"] == "toy" and len(info["sha256"]) == 64
+    for k, v in m.state_dict().items():
+        assert torch.equal(out["model"][k], v)

@@ -9,6 +9,10 @@ occluders, whichever predictor is evaluated.
 Coverage is measured over the pixels whose centres lie in the box (clipped to the image); occluders may
 extend past the box (they are clipped only by the image). The measured coverage is within
 :data:`COVERAGE_TOLERANCE` of the request (the last shape is shrunk about its centre to land on it).
+
+This generator is deliberately separate from the training occluders (:mod:`dsfnet.data.occlusion`: wavy
+blobs, hands, face masks, photo textures): evaluating with the very shapes the network was trained on would
+flatter it, so the benchmark uses a held-out family of shapes and textures.
 """
 from __future__ import annotations
 

