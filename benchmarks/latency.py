@@ -1,17 +1,38 @@
-"""Per-stage latency of the product pipeline on CPU (a script, not a test).
+"""Per-face latency on CPU: PyTorch vs ONNX Runtime backends and the 3DDFA_V2 teacher (a script, not a test).
 
-Stages: read_image (bundled sample), yuface detection (512² sample and a 1536² upscale, which the detector
+Part 1, side by side in one process at one thread count (torch ``set_num_threads`` = ONNX Runtime
+``intra_op_num_threads`` = ``--threads``), calls interleaved so that every candidate sees the same background load,
+median of ``--repeats`` rounds, one face (batch 1):
+
+* network alone: the lite runner ``crop (128², uint8) → UV map + rotation`` (standardisation, image stage, scatter,
+  SVD fits, PointNet, fusion) with the torch backend and the ONNX backend (``dsfnet export-onnx`` graphs + torch
+  glue), the lite image stage alone (the convolutional part), and the teacher's network (3DDFA_V2
+  MobileNetV1-0.5, ``dsfnet.model.MobileNetV1Teacher``, 120² crop → 62 parameters, with its (x−127.5)/128 input
+  scaling) in PyTorch and exported to ONNX;
+* whole pipeline: ``FaceAligner.predict`` on the bundled 512² sample photo (yuface detection, crop, network,
+  decode to the dense mesh and 68 landmarks, z-buffer visibility, back to image px) per backend;
+* the ratios lite / teacher for the ONNX and the torch networks.
+
+Weights: random (seeded) unless ``--weights`` (a lite ``.pt`` checkpoint) / ``--teacher-weights``
+(``mb05_120x120.pth``) are given; latency does not depend on them.
+
+Part 2 (``--stages``): the per-stage table of the torch pipeline. Stages: read_image (bundled sample), yuface detection (512² sample and a 1536² upscale, which the detector
 downscales to ``max_side``), crop warp, the network (a randomly initialised variant — latency does not depend
 on the weights; the product itself refuses to run without weights), decode (UV map → vertices and landmarks),
 z-buffer visibility, back-projection to image pixels, and the ``to_dict`` JSON line.
 
-    python benchmarks/latency.py [--config lite] [--threads 1] [--repeats 5]
+    python benchmarks/latency.py [--threads 1] [--repeats 30] [--weights lite.pt] [--teacher-weights mb05_120x120.pth]
+                                 [--stages]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,16 +47,159 @@ def timeit(fn, repeats: int) -> tuple[float, object]:
     return float(np.median(ts)) * 1e3, out
 
 
+def paired_median_ms(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median ms per call of each callable, called round-robin so that all see the same machine load."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def build_teacher(weights: str | None):
+    """``MobileNetV1Teacher`` in eval mode: random (seeded) or loaded from 3DDFA_V2's ``mb05_120x120.pth``."""
+    import torch
+
+    from dsfnet.model import MobileNetV1Teacher, load_teacher_backbone
+
+    net = MobileNetV1Teacher()
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        load_teacher_backbone(net, state, bgr_to_rgb=False)  # the body (conv1, bn1, dw2_1 ... dw6)
+        fc = {k.rsplit(".", 1)[-1]: v for k, v in state.items() if ".fc_param." in f".{k}"}
+        net.fc.load_state_dict(fc, strict=True)
+    return net.eval()
+
+
+def compare_backends(args) -> None:
+    """Part 1: lite torch vs lite ONNX vs teacher torch vs teacher ONNX, network alone and whole pipeline."""
+    import torch
+
+    from dsfnet.assets import sample_image_path
+    from dsfnet.cli.export_onnx import export_folder
+    from dsfnet.crop import crop_matrix, warp_image
+    from dsfnet.decode import UVCodec
+    from dsfnet.facemodel.model import load_face_model
+    from dsfnet.facemodel.uv import get_uv_layout
+    from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
+    from dsfnet.inference.runner import standardize_np
+    from dsfnet.io import read_image
+    from dsfnet.model import create_model, get_config
+
+    fm = load_face_model()
+    cfg = get_config(args.config)
+    layout = get_uv_layout(fm, cfg.uv_size)
+    if args.weights:
+        t_runner = TorchRunner.from_weights(args.config, args.weights, face_model=fm, layout=layout)
+    else:
+        torch.manual_seed(0)
+        t_runner = TorchRunner(create_model(args.config, fm, layout=layout))
+    s = t_runner.input_size
+    codec = UVCodec(get_uv_layout(fm, t_runner.uv_size), s)
+    teacher = build_teacher(args.teacher_weights)
+    img = read_image(sample_image_path())
+    with tempfile.TemporaryDirectory(prefix="dsfnet-latency-") as tmp:
+        folder, _ = export_folder(t_runner.model, Path(tmp) / f"{args.config}-onnx", args.config, face_model=fm, layout=layout)
+        o_runner = OnnxRunner(folder, args.config, face_model=fm, layout=layout, threads=args.threads)
+        xt = torch.zeros(1, 3, 120, 120)
+        t_path = Path(tmp) / "teacher.onnx"
+        torch.onnx.export(teacher, (xt,), str(t_path), input_names=["image"], output_names=["params"], opset_version=17,
+                          dynamo=False)
+        t_sess = _ort_session(t_path, args.threads)
+    aligners = {name: FaceAligner(detector="yuface", runner=r, codec=codec, triangles=fm.triangles)
+                for name, r in (("torch", t_runner), ("onnx", o_runner))}
+    faces = aligners["torch"].predict(img)
+    if not faces:
+        raise SystemExit("no face detected in the sample photo")
+    crop = warp_image(img, crop_matrix(faces[0].crop_box, s), s)[None]  # (1, S, S, 3) uint8 RGB
+    crop_t = warp_image(img, crop_matrix(faces[0].crop_box, 120), 120)[None]  # the teacher's 120² crop
+
+    def teacher_torch() -> None:
+        x = (torch.from_numpy(crop_t).permute(0, 3, 1, 2).float() - 127.5) / 128.0
+        with torch.inference_mode():
+            teacher(x)
+
+    def teacher_onnx() -> None:
+        x = ((crop_t.transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0)
+        t_sess.run(None, {"image": x})
+
+    x_lite = torch.from_numpy(standardize_np(crop))
+
+    def lite_stage_torch() -> None:
+        with torch.inference_mode():
+            t_runner.model.image_stage(x_lite)
+
+    fns = {
+        "lite torch  network (crop -> UV map)": lambda: t_runner(crop),
+        "lite onnx   network (crop -> UV map)": lambda: o_runner(crop),
+        "lite torch  image stage only (CNN)": lite_stage_torch,
+        "lite onnx   image stage only (CNN)": lambda: o_runner.parts.image_stage(x_lite),
+        "teacher torch network (120² -> 62)": teacher_torch,
+        "teacher onnx  network (120² -> 62)": teacher_onnx,
+        "lite torch  pipeline (detect+crop+net+decode)": lambda: aligners["torch"].predict(img),
+        "lite onnx   pipeline (detect+crop+net+decode)": lambda: aligners["onnx"].predict(img),
+    }
+    ms = paired_median_ms(fns, args.repeats)
+    load = os.getloadavg()[0]
+    print(f"config={args.config} threads={args.threads} batch=1 median of {args.repeats} interleaved rounds; "
+          f"weights: {'lite ' + str(args.weights) if args.weights else 'random lite'}, "
+          f"{'teacher ' + str(args.teacher_weights) if args.teacher_weights else 'random teacher'}; "
+          f"load average {load:.1f} on {os.cpu_count()} cores (background load inflates every number)")
+    width = max(len(k) for k in ms)
+    for k, v in ms.items():
+        print(f"  {k:<{width}}  {v:8.2f} ms")
+
+    def get(prefix: str) -> float:
+        return next(v for k, v in ms.items() if k.startswith(prefix))
+
+    print(f"  RATIO lite-onnx network / teacher-onnx network:   {get('lite onnx   network') / get('teacher onnx'):6.2f}x  (target <= 4x)")
+    print(f"  RATIO lite-torch network / teacher-torch network: {get('lite torch  network') / get('teacher torch'):6.2f}x")
+    print(f"  RATIO lite image stage onnx / teacher onnx:       {get('lite onnx   image') / get('teacher onnx'):6.2f}x")
+    print(f"  RATIO lite image stage torch / teacher torch:     {get('lite torch  image') / get('teacher torch'):6.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="lite")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads = ONNX Runtime intra-op threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=30, help="timed rounds per candidate (median reported)")
+    ap.add_argument("--weights", help="lite torch checkpoint (.pt); default: random init (latency does not depend on it)")
+    ap.add_argument("--teacher-weights", help="3DDFA_V2 mb05_120x120.pth; default: random init")
+    ap.add_argument("--stages", action="store_true", help="also print the per-stage table of the torch pipeline")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
+    except ImportError:  # pragma: no cover
+        pass
+    compare_backends(args)
+    if args.stages:
+        stage_table(args)
+
+
+def stage_table(args) -> None:
+    """Part 2: per-stage latency of the torch pipeline (random weights)."""
     from dsfnet.assets import sample_image_path
     from dsfnet.crop import box_from_detection, crop_matrix, warp_image
     from dsfnet.decode import UVCodec
@@ -81,8 +245,9 @@ def main() -> None:
     ms, _ = timeit(lambda: json.dumps(face.to_dict()), args.repeats)
     rows.append(("to_dict + json.dumps", ms))
     width = max(len(r[0]) for r in rows)
+    print(f"per-stage latency, torch backend, median of {args.repeats}:")
     for name, ms in rows:
-        print(f"{name:<{width}}  {ms:8.1f} ms")
+        print(f"  {name:<{width}}  {ms:8.1f} ms")
 
 
 if __name__ == "__main__":

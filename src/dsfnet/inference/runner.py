@@ -113,11 +113,15 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
 def standardize_np(crops: np.ndarray) -> np.ndarray:
     """``(B, S, S, 3)`` uint8 RGB → ``(B, 3, S, S)`` float32, per-image per-channel standardised (spec §1.3).
 
-    The same formula as ``dsfnet.model.standardize``: ``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1].
+    The same formula as ``dsfnet.model.standardize``: ``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1], computed
+    in float64 and rounded once to float32 (so the result is the correctly rounded value up to ~1e-16, whatever
+    the summation order). Both runners feed the network through this one function, so the torch and the ONNX
+    backends see bit-identical inputs (a float32 mean over the strided channel axes is off by up to ~1e-5,
+    enough to move the end result by 1e-2 image px).
     """
-    x = np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2) / 255.0
+    x = np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float64) / 255.0
     mean = x.mean(axis=(2, 3), keepdims=True)
-    var = x.var(axis=(2, 3), keepdims=True)
+    var = np.square(x - mean).mean(axis=(2, 3), keepdims=True)
     return ((x - mean) / np.sqrt(var + 1e-3)).astype(np.float32)
 
 
@@ -179,12 +183,10 @@ class TorchRunner:
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        x = torch.from_numpy(_check_crops(crops, self.input_size)).to(self.device)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        from dsfnet.model import standardize
-
+        # the same standardisation as OnnxRunner (float64, one rounding): both backends see identical inputs
+        x = torch.from_numpy(standardize_np(_check_crops(crops, self.input_size))).to(self.device)
         with torch.inference_mode():
-            out = self.model(standardize(x), branch=self.branch, return_all=self.with_seg)
+            out = self.model(x, branch=self.branch, return_all=self.with_seg)
         res = {"face_uvm": out["face_uvm"].float().cpu().numpy(), "rotation": out["rotation"].double().cpu().numpy()}
         if self.with_seg and "seg" in out:
             res["seg"] = out["seg"][:, :1].float().cpu().numpy()
