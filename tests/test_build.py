@@ -145,3 +145,20 @@ def test_cache_option_writes_training_crops(tmp_path, toy):
     rec = cache[0]
     assert len(cache) == 2 and rec["image"].shape == (128, 128, 3) and rec["posmap"].shape == (3, 128, 128)
     assert rec["shape"].shape == (toy.n_shape,) and np.isfinite(rec["tm"]).all()
+
+
+def test_profile_stage_spreads_pitch(toy):
+    from dsfnet.data.build import make_profile_stage
+
+    class _Fit:  # what the stage reads of a fit record
+        shape = np.zeros(toy.n_shape)
+        exp = np.zeros(toy.n_exp)
+        pose_para = np.array([0.0, 0.3, 0.0, 32.0, 32.0, 0.0, 40.0 / np.ptp(toy.mean[:, 0])])
+
+    image = np.full((64, 64, 3), 128, np.uint8)
+    stage = make_profile_stage(toy, views=3, max_yaw_deg=60.0, max_pitch_deg=30.0)
+    views = stage(image, _Fit(), np.random.default_rng(0))
+    pitches = np.degrees([p[0] for _, p in views])
+    yaws = np.degrees([p[1] for _, p in views])
+    assert len(views) == 3 and np.all(np.abs(pitches) <= 30.0 + 1e-6) and np.ptp(pitches) > 1.0
+    assert np.all(yaws > 17.0)  # same side as the photo's yaw, at least 10 degrees further

@@ -172,12 +172,15 @@ def make_fit_stage(face_model, convention: str = "2d") -> Callable:
     return fit
 
 
-def make_profile_stage(face_model, views: int, max_yaw_deg: float = 90.0, min_step_deg: float = 10.0) -> Callable:
+def make_profile_stage(face_model, views: int, max_yaw_deg: float = 90.0, min_step_deg: float = 10.0,
+                       max_pitch_deg: float = 0.0) -> Callable:
     """A profiling stage: ``views`` new images, target |yaw| drawn uniformly in ``[|yaw| + min_step, max_yaw]``
-    on the side the face turns to (a frontal face picks a side at random)."""
+    on the side the face turns to (a frontal face picks a side at random), and, when ``max_pitch_deg > 0``,
+    target pitch drawn uniformly in ``[-max_pitch, max_pitch]``."""
     from dsfnet.data.profiling import profile_face
 
     max_yaw = np.radians(max_yaw_deg)
+    max_pitch = np.radians(max_pitch_deg)
     step = np.radians(min_step_deg)
 
     def profile(image: np.ndarray, fit: Fit, rng: np.random.Generator) -> list:
@@ -186,8 +189,9 @@ def make_profile_stage(face_model, views: int, max_yaw_deg: float = 90.0, min_st
         lo = min(abs(yaw) + step, max_yaw)
         out = []
         for target in np.sort(rng.uniform(lo, max_yaw, size=views)):
+            delta_pitch = float(rng.uniform(-max_pitch, max_pitch) - fit.pose_para[0]) if max_pitch > 0 else 0.0
             view = profile_face(image, face_model, fit.shape, fit.exp, fit.pose_para,
-                                delta_yaw=float(side * target - yaw))
+                                delta_yaw=float(side * target - yaw), delta_pitch=delta_pitch)
             out.append((view.image, view.pose_para))
         return out
 
@@ -221,7 +225,8 @@ def build_pipeline(config: dict) -> Pipeline:
 
         fm = load_face_model(config.get("face_model"))
     init = make_teacher_init(fm, config["teacher_dir"]) if config.get("teacher_dir") else None
-    prof = make_profile_stage(fm, config["views"], config["max_yaw"]) if config.get("views", 0) > 0 else None
+    prof = (make_profile_stage(fm, config["views"], config["max_yaw"], max_pitch_deg=config.get("max_pitch", 0.0))
+            if config.get("views", 0) > 0 else None)
     return Pipeline(face_model=fm, init=init, fit=make_fit_stage(fm, config.get("convention", "2d")), profile=prof)
 
 
@@ -306,6 +311,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-teacher", action="store_true", help="do not use the teacher even if one is set")
     parser.add_argument("--views", type=int, default=1, help="profiled views per face (0 = none; default 1)")
     parser.add_argument("--max-yaw", type=float, default=90.0, help="largest |yaw| of profiled views, degrees")
+    parser.add_argument("--max-pitch", type=float, default=0.0,
+                        help="profiled views also get a pitch drawn in [-MAX, MAX] degrees (0 = keep the photo's)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of identities held out (0.1)")
     parser.add_argument("--splits", default="training", help="source splits to use, comma-separated (training)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N faces (sorted by name)")
@@ -341,7 +348,7 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
     print(f"{len(items)} faces ({sum(it.split == 'val' for it in items)} held out for validation), "
           f"{len(items) - len(todo)} already built; teacher: {teacher_dir or 'none'}; views per face: {args.views}")
     config = {"out": str(out), "seed": args.seed, "max_nme": args.max_nme, "teacher_dir": teacher_dir,
-              "views": args.views, "max_yaw": args.max_yaw, "convention": "2d",
+              "views": args.views, "max_yaw": args.max_yaw, "max_pitch": args.max_pitch, "convention": "2d",
               "face_model": None if args.face_model is None else str(args.face_model)}
     t0 = time.perf_counter()
     if todo:
