@@ -29,3 +29,11 @@ def shared_dir() -> Path:
     if path is None:
         pytest.skip("../shared is not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def bfm():
+    """The built-in face model (downloaded and cached once per machine)."""
+    from dsfnet.facemodel import load_face_model
+
+    return load_face_model()

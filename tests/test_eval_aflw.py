@@ -13,12 +13,8 @@ from dsfnet.eval.runner import format_table, run
 
 
 @pytest.fixture(scope="module")
-def face_model():
-    try:
-        from dsfnet.facemodel import load_face_model
-    except ImportError:  # not re-exported yet
-        from dsfnet.facemodel.model import load_face_model
-    return load_face_model()
+def face_model(bfm):
+    return bfm
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ H = 450.0
 
 
 @pytest.fixture(scope="module")
-def fm():
-    from dsfnet.facemodel.model import load_face_model
-
-    return load_face_model()
+def fm(bfm):
+    return bfm
 
 
 @pytest.fixture(scope="module")

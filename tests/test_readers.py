@@ -9,12 +9,8 @@ from dsfnet.data.readers import annotation_landmarks, annotation_vertices, read_
 
 
 @pytest.fixture(scope="module")
-def face_model():
-    try:
-        from dsfnet.facemodel import load_face_model
-    except ImportError:  # not re-exported yet
-        from dsfnet.facemodel.model import load_face_model
-    return load_face_model()
+def face_model(bfm):
+    return bfm
 
 
 def _nme(pred, gt):
