@@ -131,8 +131,8 @@ def test_bad_image_raises(builder):
 def test_builtin_model_landmarks(shared_dir):
     """The built-in model on an AFLW2000-3D annotation: posmap landmarks vs keypoint vertices < 0.5 px."""
     scipy_io = pytest.importorskip("scipy.io")
-    from dsfnet.data.sample import read_rgb
     from dsfnet.facemodel.model import load_face_model
+    from dsfnet.io.image import read_image
 
     try:
         fm = load_face_model()
@@ -140,7 +140,7 @@ def test_builtin_model_landmarks(shared_dir):
         pytest.skip(f"built-in face model not available: {e}")
     b = TargetBuilder(fm, get_uv_layout(fm, U), S)
     m = scipy_io.loadmat(shared_dir / "data" / "aflw2000_dev" / "image00050.mat")
-    img = read_rgb(shared_dir / "data" / "aflw2000_dev" / "image00050.jpg")
+    img = read_image(shared_dir / "data" / "aflw2000_dev" / "image00050.jpg")
     d = b.build(img, m["Shape_Para"].ravel(), m["Exp_Para"].ravel(), m["Pose_Para"].ravel())
     err = np.linalg.norm(b.codec.landmarks(d["posmap"])[:, :2] - d["landmarks"][:, :2], axis=1)
     assert err.max() < 0.5

@@ -236,14 +236,14 @@ def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, m
     Failures (unreadable image, bad fit, a stage raising) are recorded (``status: "failed"``, ``error``) and
     written too, so a rerun skips them; delete ``items/<key>.json`` to retry one.
     """
-    from dsfnet.data.sample import read_rgb
+    from dsfnet.io.image import read_image
     from dsfnet.io.writers import atomic_write_text, write_image
 
     record: dict[str, Any] = {"key": item.key, "identity": item.identity, "split": item.split, "status": "ok",
                               "samples": []}
     t0 = time.perf_counter()
     try:
-        image = read_rgb(item.image)
+        image = read_image(item.image)
         init = pipeline.init(image, item.landmarks) if pipeline.init is not None else None
         fit = pipeline.fit(image, item.landmarks, init)
         record["fit_nme"] = fit.nme

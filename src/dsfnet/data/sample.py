@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from dsfnet.io.image import read_image
 from dsfnet.io.writers import AtomicFile
 
 #: allowed values of :attr:`FaceSample.landmark_convention`
@@ -93,7 +94,7 @@ class FaceSample:
         """The image as ``(H, W, 3)`` uint8 RGB (reads the file when ``image`` is a path)."""
         if isinstance(self.image, np.ndarray):
             return self.image
-        return read_rgb(self.image)
+        return read_image(self.image)
 
     def height(self) -> int:
         """Image height ``H`` in pixels (reads the image if it was not recorded)."""
@@ -165,19 +166,6 @@ def _vector(value, name: str) -> np.ndarray:
 def _check_image(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB; ``FileNotFoundError``/``ValueError`` when impossible."""
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image file not found: {p}")
-    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot decode image file {p} (not an image, or truncated)")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def _atomic_write_bytes(path: Path, write) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from dsfnet.data.readers import Annotation, annotation_landmarks, annotation_vertices, find_image_for, read_mat
 from dsfnet.geometry import pose_para_to_matrix
+from dsfnet.io.image import read_image
 
 #: UV resolution used to select the face-region vertices
 FACE_REGION_UV_SIZE = 256
@@ -77,17 +78,6 @@ class Sample:
     rotation: np.ndarray
     vertices: np.ndarray | None
     face_box: np.ndarray
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB from an image file (Pillow); ``ValueError`` if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB")).copy()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
 class AFLW2000Folder:
@@ -144,7 +134,7 @@ class AFLW2000Folder:
 
     def __getitem__(self, i: int) -> Sample:
         img_path, mat_path = self.pairs[i]
-        image = read_rgb(img_path)
+        image = read_image(img_path)
         fm = self.face_model
         ks = fm.shape_basis.shape[2] if fm is not None else 40
         ke = fm.exp_basis.shape[2] if fm is not None else 10

@@ -113,16 +113,18 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
 def standardize_np(crops: np.ndarray) -> np.ndarray:
     """``(B, S, S, 3)`` uint8 RGB → ``(B, 3, S, S)`` float32, per-image per-channel standardised (spec §1.3).
 
-    The same formula as ``dsfnet.model.standardize``: ``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1], computed
+    ``dsfnet.model.standardize`` (``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1]) evaluated
     in float64 and rounded once to float32 (so the result is the correctly rounded value up to ~1e-16, whatever
     the summation order). Both runners feed the network through this one function, so the torch and the ONNX
     backends see bit-identical inputs (a float32 mean over the strided channel axes is off by up to ~1e-5,
     enough to move the end result by 1e-2 image px).
     """
-    x = np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float64) / 255.0
-    mean = x.mean(axis=(2, 3), keepdims=True)
-    var = np.square(x - mean).mean(axis=(2, 3), keepdims=True)
-    return ((x - mean) / np.sqrt(var + 1e-3)).astype(np.float32)
+    import torch
+
+    from dsfnet.model import standardize
+
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float64) / 255.0)
+    return standardize(x).numpy().astype(np.float32)
 
 
 def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
