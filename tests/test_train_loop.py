@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,9 +180,12 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert b"signal at step" in err
+    m = re.search(rb"signal at step (\d+)", err)
+    assert m, err.decode()[-2000:]
     ck = load_checkpoint(run_dir / "last.pt", "toy")
-    assert ck["train"]["step"] >= 5
+    # metrics.csv appears with the first log row or the first validation (end of epoch 1, step 4),
+    # so the stop step depends on timing; the saved checkpoint must be the step reported.
+    assert ck["train"]["step"] == int(m.group(1)) >= 4
 
 
 def test_release_weights_strips_training_state(tmp_path):
