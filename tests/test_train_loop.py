@@ -198,3 +198,22 @@ def test_release_weights_strips_training_state(tmp_path):
     assert info["data"] == "toy" and len(info["sha256"]) == 64
     for k, v in m.state_dict().items():
         assert torch.equal(out["model"][k], v)
+
+
+def test_init_weights_starts_a_fresh_schedule_from_a_checkpoint(tmp_path):
+    train(_config(**{"run.max_steps": 4}), tmp_path / "a")
+    start = load_checkpoint(tmp_path / "a" / "last.pt", "toy")
+    # a vanishing learning rate: the one step taken cannot move the weights, so the saved model is the start
+    res = train(_config(**{"run.init_weights": str(tmp_path / "a" / "last.pt"), "run.max_steps": 1,
+                           "optim.lr_base": 1e-12, "optim.lr_peak": 1e-12}), tmp_path / "b")
+    assert res.step == 1  # a fresh schedule, not a resume at step 4
+    b = load_checkpoint(tmp_path / "b" / "last.pt", "toy")
+    params = {name for name, _ in ToyNet().named_parameters()}  # BatchNorm running statistics do move
+    for k in params:
+        torch.testing.assert_close(b["model"][k], start["model"][k], atol=1e-9, rtol=0, msg=k)
+    with pytest.raises(ValueError, match="exclusive"):
+        train(_config(**{"run.init_weights": str(tmp_path / "a" / "last.pt"), "run.teacher_init": "x.pth"}),
+              tmp_path / "c")
+    with pytest.raises(CheckpointError):
+        (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+        train(_config(**{"run.init_weights": str(tmp_path / "bad.pt")}), tmp_path / "d")

@@ -31,6 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (after saving) after this many minutes")
     p.add_argument("--teacher-init", default=None,
                    help="initialise the lite backbone from 3DDFA_V2 MobileNet weights (mb05_120x120.pth)")
+    p.add_argument("--init-weights", default=None,
+                   help="start from this DSFNet checkpoint or released weights (fine-tuning; fresh schedule)")
     p.set_defaults(func=run)
     return p
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     source = source or "lite"
     overrides = list(args.overrides)
     for key, value in (("data.train", args.data), ("data.val", args.val), ("run.max_minutes", args.max_minutes),
-                       ("run.teacher_init", args.teacher_init)):
+                       ("run.teacher_init", args.teacher_init), ("run.init_weights", args.init_weights)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
     try:
@@ -54,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"dsfnet train: {e}", file=sys.stderr)
         return 2
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(str(source)).stem
-    result = train(config, run_dir)
+    from dsfnet.model.checkpoint import CheckpointError
+
+    try:
+        result = train(config, run_dir)
+    except (CheckpointError, FileNotFoundError) as e:  # a bad --init-weights / --teacher-init file, or resuming one
+        print(f"dsfnet train: {e}", file=sys.stderr)
+        return 2
     print(f"dsfnet train: {result.status} at step {result.step} (epoch {result.epoch}); "
           f"best val NME {result.best_metric:.4g}; run folder {result.run_dir}", file=sys.stderr)
     return 0

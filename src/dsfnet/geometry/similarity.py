@@ -72,15 +72,17 @@ def weighted_umeyama(
     *,
     allow_reflection: bool = False,
     with_scale: bool = True,
+    channels_first: bool = False,
 ) -> Similarity:
     """Fit the similarity mapping ``src`` onto ``dst``.
 
     Args:
-        src: ``(B, N, 3)`` or ``(N, 3)`` source points (rows).
+        src: ``(B, N, 3)`` or ``(N, 3)`` source points (rows); ``(B, 3, N)`` / ``(3, N)`` with ``channels_first``.
         dst: same shape as ``src``, target points.
         weights: ``(B, N)`` / ``(N,)`` non-negative weights, or None for uniform.
         allow_reflection: if True, ``E = I`` (orthogonal ``R``, det may be −1).
         with_scale: if False, ``c = 1`` (rigid fit).
+        channels_first: points are columns (the layout of flattened UV maps; saves a transposed copy).
     Returns:
         :class:`Similarity` with batch dimension (``B = 1`` for unbatched input), in ``src``'s dtype.
 
@@ -89,42 +91,45 @@ def weighted_umeyama(
     >>> bool(torch.allclose(fit.scale, torch.tensor([2.0], dtype=torch.float64)))
     True
     """
-    if src.shape != dst.shape or src.shape[-1] != 3 or src.dim() not in (2, 3):
-        raise ValueError(f"src and dst must both be (B, N, 3) or (N, 3); got {tuple(src.shape)} and {tuple(dst.shape)}")
+    axis = -2 if channels_first else -1
+    if src.shape != dst.shape or src.dim() not in (2, 3) or src.shape[axis] != 3:
+        want = "(B, 3, N) or (3, N)" if channels_first else "(B, N, 3) or (N, 3)"
+        raise ValueError(f"src and dst must both be {want}; got {tuple(src.shape)} and {tuple(dst.shape)}")
     if src.dim() == 2:
         src, dst = src[None], dst[None]
         weights = None if weights is None else weights[None]
+    if not channels_first:
+        src, dst = src.transpose(1, 2), dst.transpose(1, 2)  # views; the concatenation below copies once
     out_dtype = src.dtype if src.dtype.is_floating_point else torch.float32
-    s = src.to(torch.float64)
-    d = dst.to(torch.float64)
-    b, n, _ = s.shape
+    b, _, n = src.shape
     if n == 0:
         raise ValueError("weighted_umeyama needs at least one point")
     if weights is None:
-        w = torch.ones(b, n, dtype=torch.float64, device=s.device)
+        w = torch.ones(b, n, dtype=torch.float64, device=src.device)
     else:
         if weights.shape != (b, n):
             raise ValueError(f"weights must be (B, N) = {(b, n)}, got {tuple(weights.shape)}")
         w = torch.nan_to_num(weights.to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
-    total = w.sum(dim=1, keepdim=True)
-    no_weight = total[:, 0] <= _TINY
+    no_weight = w.sum(dim=1) <= _TINY
     w = torch.where(no_weight[:, None], torch.ones_like(w), w)
-    total = w.sum(dim=1, keepdim=True)
-    wn = w / total  # (B, N), sums to 1
 
-    mu_s = torch.einsum("bn,bnk->bk", wn, s)
-    mu_d = torch.einsum("bn,bnk->bk", wn, d)
-    xs = s - mu_s[:, None]
-    yd = d - mu_d[:, None]
-    var_s = torch.einsum("bn,bnk->b", wn, xs * xs)
-    cov = torch.einsum("bn,bni,bnj->bij", wn, yd, xs)  # (B, 3, 3) = Σ w Y Xᵀ / W
+    # Weighted means, then every centred second moment from one (B, 6, 6) Gram matrix of the rows [s; d]:
+    # two passes over the points, each a single matrix product.
+    pts = torch.cat([src, dst], dim=1).to(torch.float64)  # (B, 6, N)
+    wn = w / w.sum(dim=1, keepdim=True)  # (B, N), sums to 1
+    mu = torch.bmm(pts, wn[:, :, None])  # (B, 6, 1)
+    pts = pts - mu
+    gram = torch.bmm(pts * wn[:, None], pts.transpose(1, 2))  # (B, 6, 6)
+    mu_s, mu_d = mu[:, 0:3, 0], mu[:, 3:6, 0]
+    var_s = torch.diagonal(gram[:, 0:3, 0:3], dim1=1, dim2=2).sum(dim=1)  # Σ w ‖X‖² / W
+    cov = gram[:, 3:6, 0:3]  # (B, 3, 3) = Σ w Y Xᵀ / W
 
     # Fixed, tiny, unequal diagonal regulariser: breaks ties between singular values deterministically.
     scale_ref = cov.abs().amax(dim=(1, 2)).clamp_min(_TINY)
-    reg = torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64, device=s.device)
+    reg = torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64, device=cov.device)
     cov = cov + _REG * scale_ref[:, None, None] * torch.diag_embed(reg.expand(b, 3))
     u, sv, vh = torch.linalg.svd(cov)
-    e = torch.ones(b, 3, dtype=torch.float64, device=s.device)
+    e = torch.ones(b, 3, dtype=torch.float64, device=cov.device)
     if not allow_reflection:
         det = torch.linalg.det(u @ vh)
         e = torch.cat([e[:, :2], torch.where(det < 0, -1.0, 1.0)[:, None]], dim=1)
@@ -135,7 +140,7 @@ def weighted_umeyama(
         scale = (sv * e).sum(dim=1) / torch.where(degenerate, torch.ones_like(var_s), var_s)
     else:
         scale = torch.ones_like(var_s)
-    eye = torch.eye(3, dtype=torch.float64, device=s.device).expand(b, 3, 3)
+    eye = torch.eye(3, dtype=torch.float64, device=cov.device).expand(b, 3, 3)
     rot = torch.where(degenerate[:, None, None], eye, rot)
     scale = torch.where(degenerate, torch.ones_like(scale), scale)
     trans = mu_d - scale[:, None] * torch.einsum("bij,bj->bi", rot, mu_s)

@@ -148,15 +148,13 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, 
         :class:`FlipSimilarity`.
     """
     b = src.shape[0]
-    s = src.flatten(2).transpose(1, 2)
-    d = dst.flatten(2).transpose(1, 2)
-    w = weights.reshape(b, -1)
+    s, d, w = src.flatten(2), dst.flatten(2), weights.reshape(b, -1)  # (B, 3, U·U) columns: no transposed copies
     if index is not None:
-        s, d, w = s.index_select(1, index), d.index_select(1, index), w.index_select(1, index)
+        s, d, w = s.index_select(2, index), d.index_select(2, index), w.index_select(1, index)
     if detach:
         s, d, w = s.detach(), d.detach(), w.detach()
     f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=src.dtype, device=src.device)
-    fit = weighted_umeyama(s, d * f, w)
+    fit = weighted_umeyama(s, d * f[:, None], w, channels_first=True)
     matrix = f[None, :, None] * fit.rotation  # F @ Q: F is diagonal, so it scales Q's rows
     return FlipSimilarity(fit.scale, matrix, fit.translation * f, fit.rotation, fit.well_posed)
 

@@ -73,7 +73,9 @@ class RunSection:
     ``checkpoint_minutes``: periodic ``last.pt``; ``log_every``: steps between CSV rows; ``val_every``: epochs
     between validations; ``threads``: torch threads of the main process (None = torch default);
     ``tm_stats``: ``"data"`` (Tm z-score statistics from the training set) or ``"model"`` (keep the model's);
-    ``teacher_init``: path of 3DDFA_V2 MobileNet weights for the lite backbone.
+    ``teacher_init``: path of 3DDFA_V2 MobileNet weights for the lite backbone;
+    ``init_weights``: a DSFNet checkpoint or released weights file to start from (fine-tuning: model weights and
+    Tm statistics are taken from it; optimiser, schedule and step start afresh).
     """
 
     seed: int = 0
@@ -85,6 +87,7 @@ class RunSection:
     threads: int | None = None
     tm_stats: str = "data"
     teacher_init: str | None = None
+    init_weights: str | None = None
     device: str = "cpu"
     progress: bool = True
 

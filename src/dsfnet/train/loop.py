@@ -337,9 +337,15 @@ class Trainer:
 
     def _fresh_start(self, train_set: Dataset) -> None:
         r = self.config.run
+        if r.teacher_init and r.init_weights:
+            raise ValueError("run.teacher_init and run.init_weights are exclusive: choose one starting point")
         if r.teacher_init:
             self._teacher_init(r.teacher_init)
-        if r.tm_stats == "data" and hasattr(self.model, "set_tm_statistics"):
+        if r.init_weights:  # fine-tuning keeps the checkpoint's Tm statistics (its heads were trained with them)
+            load_checkpoint(r.init_weights, model=self.model)
+            if self.is_main:
+                print(f"initialised from {r.init_weights}", file=sys.stderr)
+        elif r.tm_stats == "data" and hasattr(self.model, "set_tm_statistics"):
             stats = _tm_statistics(train_set)
             if stats is not None:
                 self.model.set_tm_statistics(*stats)
