@@ -12,8 +12,9 @@ similarity ``dst ≈ c · src @ R.T + t`` minimising ``Σ w_i ‖c R s_i + t −
 The model → image map contains the reflection ``F`` (y up → y down). Callers that want a proper rotation
 apply ``dsfnet.geometry.frames.FLIP_Y`` to one side first; see ``docs/CONVENTIONS.md``.
 
-No random sampling and no random noise: the 3×3 problem is solved in float64 with a fixed tiny diagonal
-regulariser that separates equal singular values (keeping the SVD backward pass finite).
+No random sampling and no random noise: the weighted moments are accumulated over the points in the input
+precision (at least float32; means removed before the second moments), and the 3×3 problem is solved in float64
+with a fixed tiny diagonal regulariser that separates equal singular values (keeping the SVD backward pass finite).
 
 Degenerate input falls back, never to NaN:
 
@@ -101,25 +102,28 @@ def weighted_umeyama(
     if not channels_first:
         src, dst = src.transpose(1, 2), dst.transpose(1, 2)  # views; the concatenation below copies once
     out_dtype = src.dtype if src.dtype.is_floating_point else torch.float32
+    work = torch.promote_types(out_dtype, torch.float32)  # per-point passes: the input precision
     b, _, n = src.shape
     if n == 0:
         raise ValueError("weighted_umeyama needs at least one point")
     if weights is None:
-        w = torch.ones(b, n, dtype=torch.float64, device=src.device)
+        w = torch.ones(b, n, dtype=work, device=src.device)
     else:
         if weights.shape != (b, n):
             raise ValueError(f"weights must be (B, N) = {(b, n)}, got {tuple(weights.shape)}")
-        w = torch.nan_to_num(weights.to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+        w = torch.nan_to_num(weights.to(work), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
     no_weight = w.sum(dim=1) <= _TINY
     w = torch.where(no_weight[:, None], torch.ones_like(w), w)
 
     # Weighted means, then every centred second moment from one (B, 6, 6) Gram matrix of the rows [s; d]:
-    # two passes over the points, each a single matrix product.
-    pts = torch.cat([src, dst], dim=1).to(torch.float64)  # (B, 6, N)
+    # two passes over the points, each a single matrix product, in the input precision (at least float32);
+    # the 3×3 problem below is float64.
+    pts = torch.cat([src, dst], dim=1).to(work)  # (B, 6, N)
     wn = w / w.sum(dim=1, keepdim=True)  # (B, N), sums to 1
     mu = torch.bmm(pts, wn[:, :, None])  # (B, 6, 1)
     pts = pts - mu
-    gram = torch.bmm(pts * wn[:, None], pts.transpose(1, 2))  # (B, 6, 6)
+    gram = torch.bmm(pts * wn[:, None], pts.transpose(1, 2)).to(torch.float64)  # (B, 6, 6)
+    mu = mu.to(torch.float64)
     mu_s, mu_d = mu[:, 0:3, 0], mu[:, 3:6, 0]
     var_s = torch.diagonal(gram[:, 0:3, 0:3], dim1=1, dim2=2).sum(dim=1)  # Σ w ‖X‖² / W
     cov = gram[:, 3:6, 0:3]  # (B, 3, 3) = Σ w Y Xᵀ / W
