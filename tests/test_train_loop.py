@@ -161,20 +161,23 @@ def test_resume_continues_at_same_step_with_identical_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
-    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5})
+    # with a data worker, and the signal sent to the whole process group (as Ctrl-C or `kill -- -PGID` do):
+    # the workers must leave the stopping to the main process, which saves first
+    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5, "data.num_workers": 1})
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "dsfnet.cli.main", "train", "--config", str(cfg_path),
-                             "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         t0 = time.monotonic()
         while not (run_dir / "metrics.csv").exists():  # training is under way
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
             assert time.monotonic() - t0 < 120, "training did not start"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -70,7 +70,14 @@ def seed_everything(seed: int) -> None:
 
 
 def _worker_init(worker_id: int) -> None:
-    """DataLoader worker: one torch thread; python/numpy/torch seeded from the worker's torch seed."""
+    """DataLoader worker: one torch thread; python/numpy/torch seeded from the worker's torch seed.
+
+    Workers ignore SIGINT/SIGTERM: Ctrl-C or a signal to the whole process group must reach only the main
+    process, which saves ``last.pt`` and then shuts its workers down (a worker dying first would abort the run
+    before the checkpoint).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     s = torch.initial_seed() % 2**32
     random.seed(s)
