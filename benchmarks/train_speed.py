@@ -2,6 +2,12 @@
 
     python benchmarks/train_speed.py                       # lite (batch 16) and paper (batch 2), all branches
     python benchmarks/train_speed.py --variants lite --branches fused --iters 5 --threads 2
+    python benchmarks/train_speed.py --variants lite --branches fused --processes 2   # + 2 DDP ranks x 1 thread
+
+``--processes P`` also runs the step as ``P`` DistributedDataParallel ranks (gloo, one torch thread each, batch
+per rank as above; how ``torchrun --nproc_per_node P`` trains on a CPU) and prints their summed samples/s. The
+teacher architecture (MobileNetV1-0.5 at 120², one 62-parameter L2 loss) is measured in the same run as the
+baseline, and every line prints the ratio against it.
 
 Inputs are random crops with random targets of the right shapes (speed does not depend on the values).
 The face model is the built-in one when its assets are installed, else the analytic stand-in of
@@ -39,8 +45,31 @@ def _batch(model, b: int) -> dict[str, torch.Tensor]:
             "grid": torch.rand(b, 2, s, s) * 2 - 1, "seg": seg, "depth": torch.randn(b, s, s) * 0.05}
 
 
-def measure(variant: str, batch: int, branch: str, iters: int) -> float:
-    """Samples/s of full training steps (after one warm-up step) for ``variant`` on the ``branch`` forward."""
+def measure_teacher(batch: int, iters: int) -> float:
+    """Samples/s of the teacher architecture's training step (120² crops → 62 parameters, L2 loss, Adam)."""
+    from dsfnet.model import MobileNetV1Teacher
+
+    net = MobileNetV1Teacher().train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-5)
+    x, y = torch.randn(batch, 3, 120, 120), torch.randn(batch, 62)
+
+    def step() -> None:
+        loss = ((net(x) - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return iters * batch / (time.perf_counter() - t0)
+
+
+def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False) -> float:
+    """Samples/s of full training steps (after one warm-up step) for ``variant`` on the ``branch`` forward.
+
+    ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
     from dsfnet.model import create_model, get_config
     from dsfnet.train.loop import TrainForward, images_to_input
     from dsfnet.train.losses import LossConfig, LossContext, compute_losses
@@ -49,9 +78,13 @@ def measure(variant: str, batch: int, branch: str, iters: int) -> float:
     fm, lay, _ = _face(cfg.uv_size)
     model = create_model(variant, face_model=fm, layout=lay)
     model.train()
-    fwd = TrainForward(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     ctx = LossContext.from_model(model)
+    fwd = TrainForward(model)
+    if ddp:  # as the trainer wraps it
+        from torch.nn.parallel import DistributedDataParallel
+
+        fwd = DistributedDataParallel(fwd, find_unused_parameters=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     stage = {"model": 0, "image": 1, "fused": 2}[branch]
     terms = LossConfig().stages[stage].terms
     weights = {t: (1.0 if t in terms and t not in ("edge", "normal") else 0.0) for t in terms}
@@ -73,6 +106,34 @@ def measure(variant: str, batch: int, branch: str, iters: int) -> float:
     return iters * batch / (time.perf_counter() - t0)
 
 
+def _rank(rank: int, world: int, port: int, variant: str, batch: int, branch: str, iters: int, results) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    torch.manual_seed(rank)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        sps = measure(variant, batch, branch, iters, ddp=True)
+        dist.barrier()
+        results[rank] = sps
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_ddp(processes: int, variant: str, batch: int, branch: str, iters: int) -> float:
+    """Summed samples/s of ``processes`` DDP ranks (gloo, one thread each) running the same training step."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_rank, args=(processes, port, variant, batch, branch, iters, results), nprocs=processes, join=True)
+    return float(sum(results.values()))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=["lite", "paper"])
@@ -82,10 +143,17 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="torch thread counts to try (on a loaded machine 1 thread can beat 2 by 10x)")
+    p.add_argument("--processes", type=int, default=0, help="also measure this many DDP ranks x 1 thread (0: no)")
     args = p.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, load average before: {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} cores; other jobs may share this machine)")
+    baseline = {}
+    for th in args.threads:
+        torch.set_num_threads(th)
+        baseline[th] = measure_teacher(args.batch_lite, args.iters * 4)
+        print(f"teacher MobileNetV1-0.5 @120 batch {args.batch_lite} threads {th}: {baseline[th]:7.2f} samples/s "
+              f"(baseline)", flush=True)
     for v in args.variants:
         b = args.batch_lite if v == "lite" else args.batch_paper
         _, _, source = _face(256 if v == "paper" else 128)
@@ -94,7 +162,14 @@ def main() -> None:
             for br in args.branches:
                 sps = measure(v, b, br, args.iters)
                 print(f"{v:6s} batch {b:3d} threads {th} branch {br:6s} ({source} face model): {sps:7.2f} samples/s "
-                      f"(load average now {os.getloadavg()[0]:.2f})", flush=True)
+                      f"= {sps / baseline[th]:.3f} x teacher (load average now {os.getloadavg()[0]:.2f})", flush=True)
+        if args.processes > 1:
+            for br in args.branches:
+                sps = measure_ddp(args.processes, v, b, br, args.iters)
+                ref = baseline.get(1)
+                ratio = f" = {sps / ref:.3f} x teacher at 1 thread" if ref else ""
+                print(f"{v:6s} batch {b:3d} x {args.processes} DDP ranks x 1 thread branch {br:6s}: {sps:7.2f} samples/s"
+                      f"{ratio} (load average now {os.getloadavg()[0]:.2f})", flush=True)
 
 
 if __name__ == "__main__":
