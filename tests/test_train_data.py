@@ -1,5 +1,7 @@
-"""Training datasets: synthetic faces, a sample cache, a JSON-lines index, seeded augmentation."""
+"""Training datasets: synthetic faces, a sample cache, a JSON-lines index, seeded augmentation, several sources."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -77,3 +79,78 @@ def test_cache_and_index_datasets_with_seeded_augmentation(toy, tmp_path):
     assert s["image"].shape == (S, S, 3) and s["posmap"].shape == (3, U, U)
     with pytest.raises(FileNotFoundError, match="no training data"):
         open_dataset(tmp_path / "nothing", model, augment=False)
+
+
+def _write_cache(folder, syn, idx, model):
+    from dsfnet.data.cache import CacheWriter, default_fields
+
+    with CacheWriter(folder, default_fields(S, U, model.n_shape, model.n_exp), len(idx),
+                     attrs={"face_model_fingerprint": model.face_model_fingerprint}) as w:
+        for j, i in enumerate(idx):
+            w[j] = syn[i]
+
+
+def test_several_training_sources_are_concatenated(toy, tmp_path):
+    """``data.train: [A, B]``: lengths add up, items map to their part, Tm statistics cover both, val splits join."""
+    from dsfnet.train.config import TrainConfig
+    from dsfnet.train.data import ConcatSamples, SyntheticFaces, make_datasets, open_dataset
+    from dsfnet.train.loop import _tm_statistics
+
+    model, builder = toy
+    syn = SyntheticFaces(6, builder, seed=3, image_size=128)
+    _write_cache(tmp_path / "A" / "cache_train", syn, [0, 1], model)   # two 'dsfnet data build' folders
+    _write_cache(tmp_path / "A" / "cache_val", syn, [2], model)
+    _write_cache(tmp_path / "B" / "cache_train", syn, [3, 4, 5], model)  # B has no val split
+    a, b = str(tmp_path / "A"), str(tmp_path / "B")
+    cfg = TrainConfig.load(None, [f"data.train={json.dumps([a, b])}", "data.augment=false"])
+    assert cfg.data.train == [a, b]
+    train, val = make_datasets(cfg, model)
+    assert isinstance(train, ConcatSamples) and len(train) == 2 + 3
+    assert np.array_equal(train[3]["image"], open_dataset(tmp_path / "B", model, augment=False)[1]["image"])
+    assert np.array_equal(train[-1]["tm"], train[4]["tm"])
+    with pytest.raises(IndexError):
+        train[5]
+    assert len(val) == 1 and np.abs(val[0]["tm"] - syn[2]["tm"]).max() < 2e-3
+    mean, _ = _tm_statistics(train)                                     # from the concatenation, not part A
+    tm = np.stack([syn[i]["tm"] for i in (0, 1, 3, 4, 5)]).reshape(-1, 12).astype(np.float64)
+    assert np.allclose(mean, tm.mean(0), atol=2e-3) and len(train.arrays["tm"]) == 5
+    assert not np.allclose(mean, _tm_statistics(open_dataset(a, model, augment=False))[0], atol=2e-3)
+    # a single source is unchanged (no wrapper); an explicit val list is concatenated too
+    one = TrainConfig.load(None, [f"data.train={json.dumps(a)}", f"data.val={json.dumps([a, a])}",
+                                  "data.augment=false"])
+    t1, v1 = make_datasets(one, model)
+    assert not isinstance(t1, ConcatSamples) and len(t1) == 2 and len(v1) == 2
+    # mixed sources (a cache + a .jsonl index) keep seeded augmentation and sample Tm over the whole
+    import cv2
+
+    from dsfnet.data.sample import FaceSample, write_index
+
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((96, 96, 3), 128, np.uint8))
+    pose = np.array([0.1, 0.3, 0.0, 48.0, 48.0, 0.0, 96 * 0.45 / 1.5e5])
+    write_index([FaceSample(image=str(tmp_path / "face.png"), shape=np.zeros(model.n_shape),
+                            exp=np.zeros(model.n_exp), pose_para=pose, image_height=96)], tmp_path / "x.jsonl")
+    mixed = ConcatSamples([open_dataset(a, model, augment=True, builder=builder),
+                           open_dataset(tmp_path / "x.jsonl", model, augment=True, builder=builder)])
+    assert len(mixed) == 3 and mixed.arrays is None
+    seeded = SeededSamples(mixed, seed=1)
+    assert np.array_equal(seeded[2]["image"], seeded[2]["image"]) and seeded[2]["image"].shape == (S, S, 3)
+    assert _tm_statistics(mixed) is not None
+
+
+def test_train_config_and_cli_accept_a_list_of_sources():
+    import argparse
+
+    from dsfnet.cli.train import add_parser, config_overrides
+    from dsfnet.train.config import TrainConfig
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = add_parser(sub)
+    one = config_overrides(parser.parse_args(["--data", "A"]))
+    assert one == ['data.train="A"'] and TrainConfig.load(None, one).data.train == "A"
+    two = config_overrides(parser.parse_args(["--data", "A", "--data", "B", "--val", "V"]))
+    cfg = TrainConfig.load(None, two)
+    assert cfg.data.train == ["A", "B"] and cfg.data.val == "V"
+    assert TrainConfig.from_dict(cfg.to_dict()).data.train == ["A", "B"]        # survives config.yaml
+    for bad in ("data.train=5", "data.train=[]", "data.val=[a, 3]"):
+        with pytest.raises(ValueError, match="path or a non-empty list"):
+            TrainConfig.load(None, [bad])

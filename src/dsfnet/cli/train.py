@@ -4,6 +4,7 @@ Examples::
 
     dsfnet train --config lite --data OUT --run-dir runs/lite
     dsfnet train --config lite --data OUT --set optim.lr_peak=2e-4 --set data.batch_size=32
+    dsfnet train --config lite --data OUT_ytf68 --data OUT_facemask --run-dir runs/lite_mix
     torchrun --nproc_per_node 2 -m dsfnet.cli.main train --config lite --data OUT --run-dir runs/lite2
 
 Rerunning the same command resumes from ``RUN_DIR/last.pt``. SIGTERM/SIGINT and ``--max-minutes`` save
@@ -23,8 +24,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="named config (lite, paper, overfit) or a YAML file; default: RUN_DIR/config.yaml "
                         "when resuming, else lite")
-    p.add_argument("--data", default=None, help="training data: sample cache folder, .jsonl index or 'dsfnet data build' folder")
-    p.add_argument("--val", default=None, help="validation data (same forms as --data)")
+    p.add_argument("--data", action="append", default=None,
+                   help="training data: sample cache folder, .jsonl index or 'dsfnet data build' folder; repeat "
+                        "(--data A --data B) to train on several sources at once (concatenated)")
+    p.add_argument("--val", action="append", default=None,
+                   help="validation data (same forms as --data, repeatable); default: the val split of each "
+                        "'dsfnet data build' folder in --data")
     p.add_argument("--run-dir", default=None, help="run folder (checkpoints, metrics.csv, config.yaml); default runs/<config>")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (dotted path, YAML value), e.g. optim.lr_peak=2e-4; repeatable")
@@ -37,6 +42,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items plus the dedicated options as ``key=<JSON value>`` overrides (a repeated ``--data`` /
+    ``--val`` becomes a list of sources, a single one stays a plain path)."""
+    overrides = list(args.overrides)
+    data, val = (v[0] if isinstance(v, list) and len(v) == 1 else v for v in (args.data, args.val))
+    for key, value in (("data.train", data), ("data.val", val), ("run.max_minutes", args.max_minutes),
+                       ("run.teacher_init", args.teacher_init), ("run.init_weights", args.init_weights)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
     from dsfnet.train.config import TrainConfig
     from dsfnet.train.loop import CONFIG_NAME, train
@@ -45,13 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if source is None and args.run_dir and (Path(args.run_dir) / CONFIG_NAME).is_file():
         source = str(Path(args.run_dir) / CONFIG_NAME)
     source = source or "lite"
-    overrides = list(args.overrides)
-    for key, value in (("data.train", args.data), ("data.val", args.val), ("run.max_minutes", args.max_minutes),
-                       ("run.teacher_init", args.teacher_init), ("run.init_weights", args.init_weights)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
     try:
-        config = TrainConfig.load(source, overrides)
+        config = TrainConfig.load(source, config_overrides(args))
     except (ValueError, FileNotFoundError) as e:
         print(f"dsfnet train: {e}", file=sys.stderr)
         return 2

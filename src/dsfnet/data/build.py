@@ -1,6 +1,17 @@
-"""``dsfnet data build``: turn a 68-landmark photo set (ytf68 layout) into 3DMM-labelled training samples.
+"""``dsfnet data build``: turn a photo set (ytf68 landmarks, or bare images with --pseudo) into 3DMM-labelled samples.
 
-Per face (an *item*), a pipeline of pluggable stages:
+Two kinds of source folder:
+
+* **ytf68 layout** (default): ``landmarks.jsonl`` with 68 2D landmarks per image; labels are a landmark fit
+  started from the teacher (stages 1-2 below).
+* **a folder of images** (``--pseudo``): every image below SRC (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``,
+  recursively, sorted; any ``landmarks.jsonl`` is ignored) is one item labelled by the teacher alone
+  (*pseudo-labels*, stages P1-P2 below). The identity of an item is a hash of its decoded pixels
+  (``<source>/<16 hex digits>``), so pixel-identical duplicates share an identity and always land in the same
+  split; the ``source`` tag of the samples is ``--source-name`` (default: SRC's folder name) and
+  ``<source>/profiled`` for profiled views. The teacher is required.
+
+Per face (an *item*) of a ytf68 source, a pipeline of pluggable stages:
 
 1. **init**: the 3DDFA_V2 teacher (:mod:`dsfnet.data.teacher`, weights folder from ``--teacher-dir`` or
    ``$DSFNET_TEACHER_DIR``) predicts pose/shape/expression from the landmark crop; without a teacher the fit
@@ -12,6 +23,21 @@ Per face (an *item*), a pipeline of pluggable stages:
 4. **write**: images under ``OUT/images/``, one record per item ``OUT/items/<key>.json`` (written last,
    atomically: an item with a record is done, so a rerun resumes).
 
+Per image of a ``--pseudo`` source, stages 1-2 are replaced by:
+
+P1. **detect**: our face detector (:mod:`dsfnet.detect`, yuface) finds the faces; the largest box is kept (an
+    image without a face is a recorded failure, ``"no face detected"``);
+P2. **label**: the teacher runs on a crop from the detector box (the detector's :class:`~dsfnet.crop.BoxCalibration`
+    crop widened by √2/1.5 to the teacher's landmark-crop size, :func:`teacher_roi_from_detection`), then again on
+    its own landmark crop (:func:`dsfnet.data.teacher.roi_from_landmarks` of its first-pass 68 landmarks: the
+    3DDFA_V2 two-pass habit); the second pass's shape/exp/pose are the label. There is no landmark fit:
+    the record has ``"label": "teacher"``, ``fit_nme`` and ``teacher_nme`` are ``null`` and ``--max-nme`` does
+    not apply; ``teacher_pass_nme`` (first- vs second-pass landmarks over √(w·h) of the second-pass box) and
+    the detection (``box``, ``score``) are recorded for inspection. The samples' landmarks are the 68 keypoint
+    vertices projected with the label (convention ``"3d"``).
+
+Stages 3-4 (profiling, writing) and ``--cache`` are the same for both sources.
+
 At the end: ``OUT/train.jsonl`` and ``OUT/val.jsonl`` (:func:`dsfnet.data.sample.write_index`; raw
 coefficients, ``Pose_Para`` in each image's pixels), an identity-disjoint validation split (a fixed fraction
 of the identities chosen by a hash of the name: ytf68's own test split shares identities with training),
@@ -22,6 +48,11 @@ optionally precomputed crops (``--cache``: :class:`dsfnet.data.cache.CacheWriter
 Source layout (ytf68): ``landmarks.jsonl`` with one ``{"image", "identity", "split", "pts68"}`` per line,
 image paths relative to the source folder. Only the ``training`` split is used by default: ytf68's test
 frames are near-duplicates of training frames of the same clips.
+
+Item record (``OUT/items/<key>.json``, both sources): ``key``, ``identity``, ``split``, ``status`` (``"ok"`` /
+``"failed"`` + ``error``), ``samples`` (the :class:`~dsfnet.data.sample.FaceSample` JSON of each view),
+``fit_nme``, ``teacher_nme``, ``seconds``; pseudo-labelled items add ``label``, ``label_note``, ``detection``,
+``teacher_pass_nme`` and ``teacher_roi``.
 """
 from __future__ import annotations
 
@@ -31,6 +62,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,16 +87,19 @@ class Item:
     Attributes:
         key: unique file-name-safe id (the image path without suffix, ``/`` → ``__``).
         image: absolute image path.
-        identity: person id.
+        identity: person id (``--pseudo``: a hash of the decoded pixels, :func:`pixel_identity`).
         split: ``"train"`` or ``"val"`` (ours, identity-disjoint).
-        landmarks: ``(68, 2)`` image pixels (2D convention).
+        landmarks: ``(68, 2)`` image pixels (2D convention); ``None`` for a ``--pseudo`` image (labelled by the
+            detect + label stages).
+        source: the samples' ``source`` tag (``"ytf68"``; ``--pseudo``: ``--source-name`` or the folder name).
     """
 
     key: str
     image: str
     identity: str
     split: str
-    landmarks: np.ndarray = field(repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+    source: str = "ytf68"
 
 
 def identity_split(identity: str, val_fraction: float) -> str:
@@ -105,6 +140,69 @@ def read_items(source: str | os.PathLike, splits: tuple[str, ...] = ("training",
     return items[:limit] if limit else items
 
 
+def pixel_identity(image: np.ndarray, prefix: str = "") -> str:
+    """``"<prefix>/<16 hex>"``: SHA-1 of a decoded image's shape and pixels (pixel-identical images share it)."""
+    a = np.ascontiguousarray(image)
+    h = hashlib.sha1(f"{a.shape}|{a.dtype}|".encode())
+    h.update(a.tobytes())
+    return f"{prefix}/{h.hexdigest()[:16]}" if prefix else h.hexdigest()[:16]
+
+
+def list_images(source: str | os.PathLike, exclude: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
+    """Image files below ``source`` (recursive, sorted; suffixes :data:`dsfnet.data.readers.IMAGE_SUFFIXES`),
+    skipping anything under the ``exclude`` folders (e.g. ``--out`` inside the source)."""
+    from dsfnet.data.readers import IMAGE_SUFFIXES
+
+    src = Path(source)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src} is not a folder of images")
+    skip = [Path(e).resolve() for e in exclude]
+    out = []
+    for p in sorted(src.rglob("*")):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+            continue
+        rp = p.resolve()
+        if any(rp == e or e in rp.parents for e in skip):
+            continue
+        out.append(p)
+    return out
+
+
+def read_image_items(source: str | os.PathLike, val_fraction: float = 0.1, limit: int | None = None,
+                     source_name: str | None = None,
+                     exclude: tuple[str | os.PathLike, ...] = ()) -> list[Item]:
+    """Every image below ``source`` as an unlabelled :class:`Item` (``--pseudo``, module docstring).
+
+    Keys are the relative path without suffix (``/`` → ``__``; the suffix is kept, ``.`` → ``_``, where two
+    files would clash). Identities hash the decoded pixels (:func:`pixel_identity`); an unreadable image gets
+    the identity ``<source>/unreadable/<key>`` and fails when it is processed.
+    """
+    from dsfnet.io.image import read_image
+
+    src = Path(source)
+    name = source_name or src.resolve().name
+    paths = list_images(src, exclude)
+    rels = [p.relative_to(src) for p in paths]
+    stems = [str(r.with_suffix("")).replace("/", "__").replace("\\", "__") for r in rels]
+    clash = {k for k, n in Counter(stems).items() if n > 1}
+    keyed = []
+    for p, r, k in zip(paths, rels, stems):
+        if k in clash:
+            k = str(r).replace(".", "_").replace("/", "__").replace("\\", "__")
+        keyed.append((k, p))
+    keyed.sort()
+    if limit:
+        keyed = keyed[:limit]
+    items = []
+    for key, p in keyed:
+        try:
+            identity = pixel_identity(read_image(p), name)
+        except Exception:  # noqa: BLE001 - the failure is recorded when the item is processed
+            identity = f"{name}/unreadable/{key}"
+        items.append(Item(key, str(p.resolve()), identity, identity_split(identity, val_fraction), None, name))
+    return items
+
+
 # ---------------------------------------------------------------------------------------------- stages
 
 @dataclass
@@ -114,8 +212,9 @@ class Fit:
     pose_para: np.ndarray
     shape: np.ndarray          # raw (Ks,)
     exp: np.ndarray            # raw (Ke,)
-    nme: float                 # fitted vs given landmarks, over √(w·h) of their box
-    teacher_nme: float | None  # the teacher's 68 points vs the given ones (None without a teacher)
+    nme: float | None          # fitted vs given landmarks, over √(w·h) of their box (None: no fit, pseudo-labels)
+    teacher_nme: float | None  # the teacher's 68 points vs the given ones (None without a teacher / landmarks)
+    extra: dict = field(default_factory=dict)  # more JSON-ready fields for the item record
 
 
 @dataclass
@@ -127,24 +226,36 @@ class Pipeline:
         init: ``(image_rgb, landmarks (68, 2)) -> (pose_para (7,), shape_n, exp_n) | None``.
         fit: ``(image_rgb, landmarks, init) -> Fit``.
         profile: ``(image_rgb, Fit, rng) -> list of (image_rgb, pose_para)`` extra views (may be empty).
+        detect: ``--pseudo`` items: ``image_rgb -> Detection | box (4,) | None`` (None: no face, a failure).
+        label: ``--pseudo`` items: ``(image_rgb, box (4,)) -> Fit`` (``nme`` None: no landmark fit).
     """
 
     face_model: Any
     init: Callable[[np.ndarray, np.ndarray], Any] | None = None
     fit: Callable[..., Fit] | None = None
     profile: Callable[..., list] | None = None
+    detect: Callable[[np.ndarray], Any] | None = None
+    label: Callable[[np.ndarray, np.ndarray], Fit] | None = None
 
 
-def make_teacher_init(face_model, teacher_dir: str | os.PathLike) -> Callable:
-    """An init stage running the 3DDFA_V2 teacher from ``teacher_dir`` on the 3DDFA landmark crop."""
-    from dsfnet.data.teacher import Teacher, roi_from_landmarks
+def load_teacher(face_model, teacher_dir: str | os.PathLike):
+    """The :class:`dsfnet.data.teacher.Teacher` in ``teacher_dir`` (FileNotFoundError naming a missing file)."""
+    from dsfnet.data.teacher import Teacher
 
     d = Path(teacher_dir)
     for name in (TEACHER_WEIGHTS, TEACHER_STATS):
         if not (d / name).is_file():
             raise FileNotFoundError(f"teacher file {d / name} not found (--teacher-dir / ${ENV_TEACHER} must hold "
                                     f"{TEACHER_WEIGHTS} and {TEACHER_STATS})")
-    teacher = Teacher(d / TEACHER_WEIGHTS, d / TEACHER_STATS, face_model)
+    return Teacher(d / TEACHER_WEIGHTS, d / TEACHER_STATS, face_model)
+
+
+def make_teacher_init(face_model, teacher_dir: str | os.PathLike | None = None, teacher=None) -> Callable:
+    """An init stage running the 3DDFA_V2 teacher (``teacher``, or loaded from ``teacher_dir``) on the 3DDFA
+    landmark crop."""
+    from dsfnet.data.teacher import roi_from_landmarks
+
+    teacher = teacher if teacher is not None else load_teacher(face_model, teacher_dir)
 
     def init(image: np.ndarray, landmarks: np.ndarray):
         out = teacher.predict(image, roi_from_landmarks(landmarks))
@@ -152,6 +263,61 @@ def make_teacher_init(face_model, teacher_dir: str | os.PathLike) -> Callable:
                 out.landmarks[:, :2])
 
     return init
+
+
+def teacher_roi_from_detection(box, calibration=None) -> np.ndarray:
+    """The teacher's first-pass crop ``[x0, y0, x1, y1]`` from a detector box ``[l, t, r, b]``.
+
+    With the detector's ``calibration`` (:class:`dsfnet.crop.BoxCalibration`, which maps its boxes to our crop of
+    side 1.5 × the landmark box): that crop, widened by √2/1.5 around its centre to the size of the teacher's
+    landmark crop (√2 × the landmark box, :func:`~dsfnet.data.teacher.roi_from_landmarks`). Without one:
+    3DDFA_V2's rule for FaceBoxes boxes (:func:`~dsfnet.data.teacher.roi_from_detection`).
+    """
+    if calibration is None:
+        from dsfnet.data.teacher import roi_from_detection
+
+        return roi_from_detection(box)
+    from dsfnet.crop import LANDMARK_BOX_SCALE, box_from_detection, square_box
+
+    c = box_from_detection(np.asarray(box, dtype=np.float64)[:4], calibration)
+    side = (c[2] - c[0]) * np.sqrt(2.0) / LANDMARK_BOX_SCALE
+    return square_box((c[0] + c[2]) / 2, (c[1] + c[3]) / 2, side)
+
+
+def make_detect_stage(detector: Any = "yuface") -> Callable:
+    """A detect stage: the largest face (box area; ties: higher score) of ``detector`` (a registry name or a
+    :class:`dsfnet.detect.FaceDetector`), or None when it finds none."""
+    from dsfnet.detect import create_detector
+
+    det = create_detector(detector)
+
+    def detect(image: np.ndarray):
+        faces = det.detect(image)
+        if not faces:
+            return None
+        return max(faces, key=lambda d: ((d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), d.score))
+
+    return detect
+
+
+def make_teacher_label(face_model, teacher_dir: str | os.PathLike | None = None, teacher=None,
+                       calibration=None) -> Callable:
+    """A label stage (``--pseudo``): the teacher from the detector box (:func:`teacher_roi_from_detection` with
+    the detector's ``calibration``), then again from its own first-pass landmarks
+    (:func:`~dsfnet.data.teacher.roi_from_landmarks`); the second pass is the label (``Fit.nme`` None)."""
+    from dsfnet.data.fitting import landmark_nme
+    from dsfnet.data.teacher import roi_from_landmarks
+
+    teacher = teacher if teacher is not None else load_teacher(face_model, teacher_dir)
+
+    def label(image: np.ndarray, box) -> Fit:
+        first = teacher.predict(image, teacher_roi_from_detection(box, calibration))
+        out = teacher.predict(image, roi_from_landmarks(first.landmarks[:, :2]))
+        extra = {"teacher_pass_nme": landmark_nme(first.landmarks, out.landmarks),
+                 "teacher_roi": [round(float(v), 2) for v in out.roi_box]}
+        return Fit(out.pose_para, out.shape, out.exp, None, None, extra)
+
+    return label
 
 
 def make_fit_stage(face_model, convention: str = "2d") -> Callable:
@@ -224,17 +390,27 @@ def build_pipeline(config: dict) -> Pipeline:
         from dsfnet.facemodel.model import load_face_model
 
         fm = load_face_model(config.get("face_model"))
-    init = make_teacher_init(fm, config["teacher_dir"]) if config.get("teacher_dir") else None
     prof = (make_profile_stage(fm, config["views"], config["max_yaw"], max_pitch_deg=config.get("max_pitch", 0.0))
             if config.get("views", 0) > 0 else None)
+    if config.get("pseudo"):
+        if not config.get("teacher_dir"):
+            raise ValueError(f"--pseudo labels with the teacher alone: give --teacher-dir or ${ENV_TEACHER}")
+        from dsfnet.detect import create_detector
+
+        det = create_detector(config.get("detector", "yuface"))
+        label = make_teacher_label(fm, config["teacher_dir"], calibration=det.calibration)
+        return Pipeline(face_model=fm, profile=prof, detect=make_detect_stage(det), label=label)
+    init = make_teacher_init(fm, config["teacher_dir"]) if config.get("teacher_dir") else None
     return Pipeline(face_model=fm, init=init, fit=make_fit_stage(fm, config.get("convention", "2d")), profile=prof)
 
 
 def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, max_nme: float = 0.08) -> dict:
     """Run the stages on one item and write its images and record; returns the record.
 
-    Failures (unreadable image, bad fit, a stage raising) are recorded (``status: "failed"``, ``error``) and
-    written too, so a rerun skips them; delete ``items/<key>.json`` to retry one.
+    Failures (unreadable image, bad fit, no face found, a stage raising) are recorded (``status: "failed"``,
+    ``error``) and written too, so a rerun skips them; delete ``items/<key>.json`` to retry one.
+    An item without landmarks (``--pseudo``) goes through ``pipeline.detect`` and ``pipeline.label`` instead of
+    ``init`` and ``fit``.
     """
     from dsfnet.io.image import read_image
     from dsfnet.io.writers import atomic_write_text, write_image
@@ -244,19 +420,25 @@ def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, m
     t0 = time.perf_counter()
     try:
         image = read_image(item.image)
-        init = pipeline.init(image, item.landmarks) if pipeline.init is not None else None
-        fit = pipeline.fit(image, item.landmarks, init)
+        h = int(image.shape[0])
+        if item.landmarks is None:
+            fit = _pseudo_label(image, pipeline, record)
+            landmarks, convention = _project_keypoints(pipeline.face_model, fit.shape, fit.exp, fit.pose_para, h), "3d"
+        else:
+            init = pipeline.init(image, item.landmarks) if pipeline.init is not None else None
+            fit = pipeline.fit(image, item.landmarks, init)
+            landmarks, convention = item.landmarks, "2d"
         record["fit_nme"] = fit.nme
         record["teacher_nme"] = fit.teacher_nme
-        if not fit.nme <= max_nme:
+        record.update(fit.extra)
+        if fit.nme is not None and not fit.nme <= max_nme:
             raise ValueError(f"landmark fit NME {100 * fit.nme:.2f}% > {100 * max_nme:.1f}%")
         img_dir = out_dir / "images"
         img_dir.mkdir(parents=True, exist_ok=True)
         first = img_dir / f"{item.key}_v0{Path(item.image).suffix.lower()}"
         _atomic_copy(item.image, first)
-        h = int(image.shape[0])
         record["samples"].append(_sample_json(first, out_dir, fit.shape, fit.exp, fit.pose_para, h,
-                                              item.landmarks, "2d", item.identity, "ytf68"))
+                                              landmarks, convention, item.identity, item.source))
         if pipeline.profile is not None:
             rng = np.random.default_rng([seed, int(hashlib.sha1(item.key.encode()).hexdigest()[:8], 16)])
             for k, (view, pose) in enumerate(pipeline.profile(image, fit, rng), start=1):
@@ -264,7 +446,7 @@ def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, m
                 write_image(path, view, quality=95)
                 lm = _project_keypoints(pipeline.face_model, fit.shape, fit.exp, pose, h)
                 record["samples"].append(_sample_json(path, out_dir, fit.shape, fit.exp, pose, h, lm, "3d",
-                                                      item.identity, "ytf68/profiled"))
+                                                      item.identity, f"{item.source}/profiled"))
     except Exception as exc:  # noqa: BLE001 - any stage failure becomes a recorded failure
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", samples=[])
     record["seconds"] = round(time.perf_counter() - t0, 3)
@@ -272,6 +454,26 @@ def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, m
     items_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(items_dir / f"{item.key}.json", json.dumps(record))
     return record
+
+
+#: note stored in the record of a pseudo-labelled item
+PSEUDO_NOTE = ("pseudo-label: the 3DDFA_V2 teacher alone, two passes (detector box, then its own 68-landmark crop); "
+               "no landmark fit, so fit_nme and teacher_nme are null")
+
+
+def _pseudo_label(image: np.ndarray, pipeline: Pipeline, record: dict) -> Fit:
+    """Detect + label one ``--pseudo`` image; fills the record's ``label``/``label_note``/``detection``."""
+    if pipeline.detect is None or pipeline.label is None:
+        raise ValueError("an image without landmarks needs the detect and label stages (--pseudo)")
+    record.update(label="teacher", label_note=PSEUDO_NOTE)
+    det = pipeline.detect(image)
+    if det is None:
+        raise ValueError("no face detected")
+    box = np.asarray(getattr(det, "box", det), dtype=np.float64).reshape(-1)[:4]
+    score = getattr(det, "score", None)
+    record["detection"] = {"box": [round(float(v), 2) for v in box],
+                           "score": None if score is None else round(float(score), 4)}
+    return pipeline.label(image, box)
 
 
 def _worker_run(item: Item) -> dict:
@@ -303,7 +505,14 @@ def _atomic_copy(src: str | os.PathLike, dst: Path) -> None:
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register the options of ``dsfnet data build`` on ``parser``."""
-    parser.add_argument("source", type=Path, help="ytf68-style folder (landmarks.jsonl + images)")
+    parser.add_argument("source", type=Path,
+                        help="ytf68-style folder (landmarks.jsonl + images), or with --pseudo any folder of images")
+    parser.add_argument("--pseudo", action="store_true",
+                        help="label every image below SOURCE (recursively) with the teacher alone: yuface detection, "
+                             "two teacher passes, no landmark fit; identity = hash of the pixels (needs the teacher; "
+                             "--splits and --max-nme do not apply)")
+    parser.add_argument("--source-name", default=None,
+                        help="--pseudo: the samples' source tag and identity prefix (default: SOURCE's folder name)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
     parser.add_argument("--teacher-dir", type=Path, default=None,
                         help=f"3DDFA_V2 folder with {TEACHER_WEIGHTS} and {TEACHER_STATS} (default: ${ENV_TEACHER}; "
@@ -336,20 +545,35 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
         raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     if args.views < 0:
         raise ValueError(f"--views must be >= 0, got {args.views}")
-    splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
-    items = read_items(args.source, splits, args.val_fraction, args.limit)
-    if not items:
-        print(f"dsfnet data build: no faces in {args.source} for splits {splits}", file=sys.stderr)
-        return 1
+    pseudo = bool(getattr(args, "pseudo", False))
     teacher_dir = None if args.no_teacher else (args.teacher_dir or os.environ.get(ENV_TEACHER) or None)
+    if pseudo and pipeline is None and not teacher_dir:
+        raise ValueError(f"--pseudo labels with the teacher alone: give --teacher-dir or ${ENV_TEACHER} "
+                         "(and not --no-teacher)")
+    if pseudo:
+        items = read_image_items(args.source, args.val_fraction, args.limit,
+                                 source_name=getattr(args, "source_name", None), exclude=(out,))
+        what = f"images in {args.source}"
+    else:
+        splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
+        if not (Path(args.source) / "landmarks.jsonl").is_file() and Path(args.source).is_dir():
+            raise FileNotFoundError(f"{Path(args.source) / 'landmarks.jsonl'} not found: expected a ytf68-style "
+                                    "folder (for a folder of images without landmarks use --pseudo)")
+        items = read_items(args.source, splits, args.val_fraction, args.limit)
+        what = f"faces in {args.source} for splits {splits}"
+    if not items:
+        print(f"dsfnet data build: no {what}", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     done = {p.stem for p in (out / "items").glob("*.json")} if (out / "items").is_dir() else set()
     todo = [it for it in items if it.key not in done]
-    print(f"{len(items)} faces ({sum(it.split == 'val' for it in items)} held out for validation), "
-          f"{len(items) - len(todo)} already built; teacher: {teacher_dir or 'none'}; views per face: {args.views}")
+    distinct = f", {len({it.identity for it in items})} distinct by pixels" if pseudo else ""
+    print(f"{len(items)} {'images' if pseudo else 'faces'} ({sum(it.split == 'val' for it in items)} held out for "
+          f"validation{distinct}), {len(items) - len(todo)} already built; teacher: {teacher_dir or 'none'}"
+          f"{' (pseudo-labels)' if pseudo else ''}; views per face: {args.views}")
     config = {"out": str(out), "seed": args.seed, "max_nme": args.max_nme, "teacher_dir": teacher_dir,
               "views": args.views, "max_yaw": args.max_yaw, "max_pitch": args.max_pitch, "convention": "2d",
-              "face_model": None if args.face_model is None else str(args.face_model)}
+              "face_model": None if args.face_model is None else str(args.face_model), "pseudo": pseudo}
     t0 = time.perf_counter()
     if todo:
         _run(todo, config, args.workers, pipeline)
@@ -412,8 +636,10 @@ def summarize(records: list[dict], elapsed: float = 0.0, n_built_now: int = 0) -
         for s in r["samples"]:
             yaws["profiled" if s["source"].endswith("profiled") else "original"].append(np.degrees(s["pose_para"][1]))
     hist = {k: np.histogram(np.clip(v, -90, 90), bins=YAW_BINS)[0].tolist() for k, v in yaws.items()}
-    nmes = [r["fit_nme"] for r in ok]
+    nmes = [r["fit_nme"] for r in ok if r.get("fit_nme") is not None]
     tnmes = [r["teacher_nme"] for r in ok if r.get("teacher_nme") is not None]
+    pnmes = [r["teacher_pass_nme"] for r in ok if r.get("teacher_pass_nme") is not None]
+    pseudo = [r for r in ok if r.get("label") == "teacher"]
     return {
         "faces": len(records), "ok": len(ok), "failed": len(failed),
         "samples": sum(len(r["samples"]) for r in ok),
@@ -423,6 +649,9 @@ def summarize(records: list[dict], elapsed: float = 0.0, n_built_now: int = 0) -
         "val_identities": len({r["identity"] for r in ok if r["split"] == "val"}),
         "fit_nme_mean": float(np.mean(nmes)) if nmes else None,
         "teacher_nme_mean": float(np.mean(tnmes)) if tnmes else None,
+        "pseudo_labelled": len(pseudo),
+        "teacher_pass_nme_mean": float(np.mean(pnmes)) if pnmes else None,
+        "teacher_pass_nme_p95": float(np.percentile(pnmes, 95)) if pnmes else None,
         "yaw_bins": list(YAW_BINS), "yaw_hist": hist,
         "failures": [{"key": r["key"], "error": r.get("error", "")} for r in failed],
         "seconds": round(elapsed, 1), "built_now": n_built_now,
@@ -441,6 +670,11 @@ def format_report(report: dict) -> str:
         t = report.get("teacher_nme_mean")
         lines.append(f"fit NME mean {100 * report['fit_nme_mean']:.2f}%"
                      + (f" (teacher alone {100 * t:.2f}%)" if t is not None else ""))
+    if report.get("pseudo_labelled"):
+        p, q = report.get("teacher_pass_nme_mean"), report.get("teacher_pass_nme_p95")
+        lines.append(f"pseudo-labelled by the teacher alone (no landmark fit): {report['pseudo_labelled']} images"
+                     + (f"; first- vs second-pass landmarks NME mean {100 * p:.2f}%, p95 {100 * q:.2f}%"
+                        if p is not None else ""))
     if report.get("seconds_per_face"):
         lines.append(f"time: {report['seconds']} s for {report['built_now']} faces "
                      f"({report['seconds_per_face']} s per face)")

@@ -36,14 +36,16 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Data: ``train``/``val`` folders (sample caches), batch sizes, workers, augmentation.
+    """Data: ``train``/``val`` sources, batch sizes, workers, augmentation.
 
+    ``train`` and ``val`` are each one source (a sample cache folder, a ``.jsonl`` index or a ``dsfnet data build``
+    folder; see :mod:`dsfnet.train.data`) or a list of sources, concatenated in order.
     ``synthetic > 0`` trains on that many synthetic samples instead of ``train`` (overfit/smoke runs);
     ``val_max`` caps the validation samples (0 = all).
     """
 
-    train: str | None = None
-    val: str | None = None
+    train: str | list[str] | None = None
+    val: str | list[str] | None = None
     batch_size: int = 16
     val_batch_size: int = 32
     num_workers: int = 2
@@ -128,6 +130,11 @@ class TrainConfig:
         d, o, r = self.data, self.optim, self.run
         if d.batch_size < 1 or d.val_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {d.batch_size}/{d.val_batch_size}")
+        for name in ("train", "val"):
+            v = getattr(d, name)
+            if v is not None and not isinstance(v, str) and not (
+                    isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)):
+                raise ValueError(f"data.{name} must be a path or a non-empty list of paths, got {v!r}")
         if d.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {d.num_workers}")
         if o.epochs <= 0:

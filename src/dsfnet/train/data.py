@@ -8,10 +8,15 @@ the trainer's :class:`~dsfnet.train.loop.SeededSamples` can make augmentation de
 * a sample cache folder (``meta.json``; :class:`dsfnet.data.cache.CropCache`), e.g. ``OUT/cache_train`` of
   ``dsfnet data build --cache``;
 * a JSON-lines index (``*.jsonl``; :func:`dsfnet.data.sample.read_index`): ground truth built on the fly;
-* a ``dsfnet data build`` output folder: its ``cache_train``/``cache_val`` if present, else ``train.jsonl``/``val.jsonl``.
+* a ``dsfnet data build`` output folder: its ``cache_train``/``cache_val`` if present, else ``train.jsonl``/``val.jsonl``;
+* a list of any of these (``data.train: [A, B]`` in YAML, ``dsfnet train --data A --data B``): the sources are
+  concatenated in order (:class:`ConcatSamples`); the Tm statistics (``run.tm_stats: data``) then come from
+  the concatenation. Without ``data.val``, the validation set is the concatenated ``val`` splits of the build
+  folders among them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +60,54 @@ class IndexDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return self.sample(index, np.random.default_rng(index))
+
+
+class ConcatSamples(Dataset):
+    """Several sample datasets one after the other (index ``i`` of the whole → a part and an index in it).
+
+    Keeps ``sample(index, rng)`` (seeded augmentation) and, when every part has ``arrays['tm']`` (caches,
+    synthetic faces), exposes ``arrays = {"tm": concatenated}`` so the Tm statistics cover all parts; otherwise
+    ``arrays`` is None and the trainer samples ``tm`` over the whole concatenation.
+    """
+
+    def __init__(self, parts: list) -> None:
+        if not parts:
+            raise ValueError("ConcatSamples needs at least one dataset")
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        tms = [getattr(p, "arrays", None) for p in self.parts]
+        self.arrays = ({"tm": np.concatenate([np.asarray(a["tm"], dtype=np.float64).reshape(-1, 12) for a in tms])}
+                       if all(isinstance(a, Mapping) and "tm" in a for a in tms) else None)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(part, index in that part)`` of a global index (negative indices count from the end)."""
+        n = len(self)
+        i = int(index) + n if int(index) < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return k, i - int(self.offsets[k])
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        k, i = self.locate(index)
+        part = self.parts[k]
+        return part.sample(i, rng) if hasattr(part, "sample") else part[i]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        k, i = self.locate(index)
+        return self.parts[k][i]
+
+
+def data_sources(value: str | Path | list | tuple | None) -> list[str]:
+    """``data.train`` / ``data.val`` as a list of sources (``None`` → ``[]``)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 class SyntheticFaces(Dataset):
@@ -180,16 +233,23 @@ def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
         b = target_builder_for(model)
         train = SyntheticFaces(d.synthetic, b, seed=config.run.seed)
         return train, train
-    if not d.train:
+    sources = data_sources(d.train)
+    if not sources:
         raise ValueError("no training data: set --data DIR (data.train) or data.synthetic=N")
-    builder = None
-    train = open_dataset(d.train, model, augment=d.augment, builder=builder, split="train")
-    val = None
+    train = _concat([open_dataset(src, model, augment=d.augment, split="train") for src in sources])
+    vals = []
     if d.val:
-        val = open_dataset(d.val, model, augment=False, split="val")
-    elif Path(d.train).is_dir() and not (Path(d.train) / "meta.json").is_file():  # a build folder: its val split
-        try:
-            val = open_dataset(d.train, model, augment=False, split="val")
-        except FileNotFoundError:
-            val = None
-    return train, val
+        vals = [open_dataset(src, model, augment=False, split="val") for src in data_sources(d.val)]
+    else:
+        for src in sources:
+            if Path(src).is_dir() and not (Path(src) / "meta.json").is_file():  # a build folder: its val split
+                try:
+                    vals.append(open_dataset(src, model, augment=False, split="val"))
+                except FileNotFoundError:
+                    pass
+    return train, (_concat(vals) if vals else None)
+
+
+def _concat(parts: list) -> Dataset:
+    """One dataset as itself, several as :class:`ConcatSamples`."""
+    return parts[0] if len(parts) == 1 else ConcatSamples(parts)
