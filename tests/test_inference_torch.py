@@ -64,14 +64,32 @@ def test_onnx_export_and_runner_match_torch(toy, tmp_path):
     fm, layout, model = toy
     folder, diff = export_folder(model, tmp_path / "lite-onnx", "lite", face_model=fm, layout=layout)
     assert diff < 1e-3
-    assert sorted(p.name for p in folder.iterdir()) == ["fusion.onnx", "image_stage.onnx", "meta.json", "pointnet.onnx"]
+    names = ["fusion.onnx", "image_stage.onnx", "meta.json", "network.onnx", "pointnet.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == names
     assert [p.name for p in tmp_path.iterdir()] == ["lite-onnx"]  # no temp folder left
     onnx = OnnxRunner.from_weights("lite", folder, face_model=fm, layout=layout)
+    assert onnx.network is not None and onnx._parts is None  # the single graph; the parts are not even loaded
     crops = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     a, b = onnx(crops), TorchRunner(model)(crops)
     np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], atol=1e-3)
     np.testing.assert_allclose(a["rotation"], b["rotation"], atol=1e-4)
     np.testing.assert_allclose(a["seg"], b["seg"], atol=1e-4)
+    # other branches run the part graphs with the torch glue
+    image = OnnxRunner(folder, "lite", face_model=fm, layout=layout, branch="image")
+    assert image.network is None
+    ref = TorchRunner(model, branch="image")(crops)
+    np.testing.assert_allclose(image(crops)["face_uvm"], ref["face_uvm"], atol=1e-3)
+    # the part graphs on request (the previous path: torch glue between three graphs)
+    parts = OnnxRunner(folder, "lite", face_model=fm, layout=layout, graph="parts")
+    assert parts.network is None
+    np.testing.assert_allclose(parts(crops)["face_uvm"], b["face_uvm"], atol=1e-3)
+    # an export without network.onnx (older versions) still runs, through the parts
+    (folder / "network.onnx").unlink()
+    old = OnnxRunner(folder, "lite", face_model=fm, layout=layout)
+    assert old.network is None
+    np.testing.assert_allclose(old(crops)["face_uvm"], b["face_uvm"], atol=1e-3)
+    with pytest.raises(ValueError, match="network.onnx"):
+        OnnxRunner(folder, "lite", face_model=fm, layout=layout, graph="network")
     with pytest.raises(FileExistsError):
         export_folder(model, folder, "lite", face_model=fm, layout=layout)
     with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):

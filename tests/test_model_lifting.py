@@ -89,6 +89,34 @@ def test_fit_similarity_recovers_proper_rotation_through_flip() -> None:
     torch.testing.assert_close(fit.apply_map(src), dst)
 
 
+@pytest.mark.parametrize("solver", ["svd", "quaternion"])
+def test_fit_similarity_mask_equals_index(solver) -> None:
+    """A cell mask (weight 0 elsewhere, uniform-over-the-mask fallback) gives the fit on the mask's cells."""
+    from dsfnet.model.lifting import fit_weights
+
+    torch.manual_seed(3)
+    u = 8
+    src, dst = torch.randn(3, 3, u, u, dtype=torch.float64), torch.randn(3, 3, u, u, dtype=torch.float64)
+    dst[:, :, :4] = 0.7 * src[:, :, :4] + 0.2  # an exact similarity on the upper half ...
+    dst[:, :, 4:] += 50.0  # ... and garbage outside it
+    mask = torch.zeros(u, u)
+    mask[:4] = 1
+    w = torch.rand(3, 1, u, u, dtype=torch.float64)
+    w[1] = 0.0  # no weight at all: uniform over the mask
+    w[2, :, :4] = 0.0  # weight only outside the mask: the same fallback
+    index = torch.nonzero(mask.reshape(-1)).reshape(-1)
+    a = fit_similarity(src, dst, w, flip=False, index=index, solver=solver)
+    b = fit_similarity(src, dst, w, flip=False, mask=mask, solver=solver)
+    c = fit_similarity(src, dst, fit_weights(w, mask), flip=False, solver=solver)
+    for f in (b, c):
+        for k in ("scale", "matrix", "translation", "rotation"):
+            torch.testing.assert_close(getattr(f, k), getattr(a, k), rtol=0, atol=1e-9)
+        assert f.well_posed.tolist() == a.well_posed.tolist() == [True, False, False]
+    torch.testing.assert_close(a.scale, torch.full((3,), 0.7, dtype=torch.float64))
+    with pytest.raises(ValueError, match="normalised weights"):
+        fit_similarity(src, dst, fit_weights(w, mask), mask=mask)
+
+
 def test_select_points_deterministic_and_masked() -> None:
     u = 8
     face_index = torch.arange(10, 50)

@@ -1,12 +1,13 @@
-"""ONNX export of the lite network parts and agreement of onnxruntime with PyTorch (< 1e-4 per part)."""
+"""ONNX export of the lite network (the single graph and its parts) and agreement of onnxruntime with PyTorch."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from dsfnet.model import create_model
 from dsfnet.model._synthetic import synthetic_face
-from dsfnet.model.export import OPSET, OnnxParts, export_onnx, run_with_onnx
+from dsfnet.model.export import NETWORK_OPSET, OPSET, OnnxNetwork, OnnxParts, export_onnx, run_with_onnx
 from dsfnet.model.lifting import scatter_to_uv
 
 pytest.importorskip("onnxruntime")
@@ -76,3 +77,95 @@ def test_scatter_exports_to_onnx(tmp_path) -> None:
     assert float(ref[2].sum()) > 50  # many cells filled, with confidence ties (conf rounded to 0.1)
     for g, r in zip(got, ref):
         torch.testing.assert_close(torch.from_numpy(g), r, atol=0, rtol=0)
+
+
+def _lite_with_lifting(seed: int = 0):
+    """A synthetic-face lite model whose image-space path runs: He-initialised image stage (so the grid varies over
+    the image), seg pinned to sigmoid(4) (every pixel visible) and conf to 0.5 (exact ties, broken by pixel index),
+    like ``test_onnx_agreement``. A noise crop then fills ~800 UV cells; an all-zero crop maps every pixel to one
+    cell, fewer than ``min_visible_cells``: the fallback to the model-space branch."""
+    torch.manual_seed(seed)
+    fm, layout = synthetic_face(128)
+    model = create_model("lite", fm, layout=layout)
+    for m in model.image_stage.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+    heads = model.image_stage.dense_heads.heads
+    out, (seg_ch, conf_ch) = (heads["all"].out, (2, 3)) if "all" in heads else (heads["seg"].out, (0, 1))
+    with torch.no_grad():
+        out.weight[[seg_ch, conf_ch]] = 0.0
+        out.bias[seg_ch], out.bias[conf_ch] = 4.0, 0.0
+    x = torch.cat([torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)), torch.zeros(1, 3, 128, 128)])
+    return model.eval(), x
+
+
+@pytest.mark.slow
+def test_network_graph_matches_torch(tmp_path) -> None:
+    """network.onnx: crop -> face_uvm, rotation, fallback, seg in one graph; batch of 2 with one fallback sample."""
+    import onnx
+
+    model, x = _lite_with_lifting()
+    paths = export_onnx(model, tmp_path)
+    assert not model.training and model.alignment_solver == "svd"  # restored
+    graph = onnx.load(str(paths["network"]))
+    ops = {n.op_type for n in graph.graph.node}
+    assert {"ScatterElements", "TopK", "ArgMax"} <= ops and not ops & {"If", "Loop", "Scan"}  # no control flow
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == NETWORK_OPSET
+    reductions = {a.s.decode() for n in graph.graph.node if n.op_type == "ScatterElements" for a in n.attribute
+                  if a.name == "reduction"}
+    assert reductions == {"max", "min"}
+
+    net, parts = OnnxNetwork(tmp_path), OnnxParts(tmp_path)
+    got = net(x)
+    assert [got[k].dtype for k in ("face_uvm", "rotation", "fallback", "seg")] == [np.float32, np.float32, np.bool_, np.float32]
+    with torch.no_grad():
+        ref = model(x, return_all=True)
+        # the torch glue (SVD fits) on ONNX Runtime's own image-stage heads: the same discrete scatter choices as
+        # inside the graph, so the glue itself must agree tightly
+        glue = model.forward_from_heads(parts.image_stage(x))
+    assert ref["fallback"].tolist() == got["fallback"].tolist() == [False, True]
+    assert float(ref["visible_cells"][0]) > 500
+    np.testing.assert_allclose(got["face_uvm"], glue["face_uvm"].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got["rotation"], glue["rotation"].numpy(), rtol=0, atol=1e-5)
+    # end to end against PyTorch: within 1e-3 position-map units (0.14 crop px) and 1e-4 in the rotation
+    np.testing.assert_allclose(got["face_uvm"], ref["face_uvm"].numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got["rotation"], ref["rotation"].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got["seg"], ref["seg"].numpy(), rtol=0, atol=1e-5)
+    # the fallback sample reports the model-space branch
+    np.testing.assert_allclose(got["face_uvm"][1], ref["face_ms"][1].numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got["rotation"][1], ref["rotation_ms"][1].numpy(), rtol=0, atol=1e-4)
+    # batch of 1 and batch of 3 through the same graph (traced at 2): the same per-sample results
+    one = net(x[:1])
+    np.testing.assert_allclose(one["face_uvm"][0], got["face_uvm"][0], rtol=0, atol=1e-5)
+    three = net(torch.cat([x, x[:1]]))
+    np.testing.assert_allclose(three["face_uvm"][:2], got["face_uvm"], rtol=0, atol=1e-5)
+    assert three["fallback"].tolist() == [False, True, False]
+
+
+def test_quaternion_solver_in_torch_matches_svd() -> None:
+    """The solver the export traces gives the PyTorch model's outputs (both branches, fallback sample included)."""
+    model, x = _lite_with_lifting()
+    with torch.no_grad():
+        ref = model(x, return_all=True)
+        model.alignment_solver = "quaternion"
+        try:
+            got = model(x, return_all=True)
+        finally:
+            model.alignment_solver = "svd"
+    for k in ("face_uvm", "face_is", "face_ms", "d_can", "offset_f"):
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    for k in ("rotation", "rotation_is", "rotation_ms", "rotation_f"):
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_export_leaves_the_model_unchanged(tmp_path) -> None:
+    """Exporting restores the mode and the solver and never runs the model in training mode (BatchNorm statistics)."""
+    model, x = _lite_with_lifting()
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, tmp_path)
+    assert model.training and model.alignment_solver == "svd"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k

@@ -4,8 +4,9 @@ The model is a seeded, randomly initialised ``lite`` network (real face model, 1
 the product's ``export_folder``; both backends run through ``FaceAligner`` on a batch of two crops of the bundled
 sample photo. Its image-stage convolutions are He-initialised (BatchNorm at its identity init) so the grid and
 depth heads vary over the photo and the whole image-space path runs (~1,600 visible UV cells per crop: scatter,
-four SVD fits, PointNet, fusion); PyTorch's default init gives near-constant heads that fall back to the
-model-space branch.
+four similarity fits, PointNet, fusion); PyTorch's default init gives near-constant heads that fall back to the
+model-space branch. The ONNX backend runs the single graph ``network.onnx`` (its fits use the SVD-free quaternion
+solver; the torch backend the SVD).
 
 Why seg and conf are pinned and the seed matters: the image → UV scatter makes discrete choices (``floor`` of the
 grid, ``seg > 0.5``, the highest ``conf`` per cell). ONNX Runtime's and PyTorch's convolutions differ by ~1e-6
@@ -121,6 +122,25 @@ def test_onnx_network_outputs_match_torch(backends):
     np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], rtol=0, atol=2e-6)  # pm units (1 pm = 140 crop px)
     np.testing.assert_allclose(a["rotation"], b["rotation"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(a["seg"], b["seg"], rtol=0, atol=1e-5)
+
+
+def test_onnx_network_fallback_sample_matches_torch(backends):
+    """A batch of a face crop and a uniform crop (every pixel lands in one UV cell, fewer than
+    ``min_visible_cells``): the single graph flags the fallback and reports the model-space branch, like PyTorch."""
+    t_runner, o_runner = backends["runners"]
+    model, s = backends["model"], backends["model"].config.input_size
+    assert o_runner.network is not None  # the single graph (network.onnx), not the parts
+    face = warp_image(backends["img"], crop_matrix(box_from_detection(BOXES[0], YUFACE_CAL), s), s)
+    crops = np.stack([face, np.full_like(face, 128)])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(standardize_np(crops)), return_all=True)
+    assert ref["fallback"].tolist() == [False, True]
+    got = o_runner.network(standardize_np(crops))
+    assert got["fallback"].tolist() == [False, True]
+    a, b = t_runner(crops), o_runner(crops)
+    np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(a["rotation"], b["rotation"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b["face_uvm"][1], ref["face_ms"][1].numpy(), rtol=0, atol=2e-6)
 
 
 def test_onnx_faces_match_torch_within_1e3_px(backends):

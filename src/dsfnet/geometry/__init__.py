@@ -16,7 +16,7 @@ from dsfnet.geometry.frames import (
     pose_para_to_image,
 )
 from dsfnet.geometry.morphable import decode_vertices, decode_vertices_torch
-from dsfnet.geometry.similarity import Similarity, apply_similarity, weighted_umeyama
+from dsfnet.geometry.similarity import Similarity, apply_similarity, procrustes_rotation, weighted_umeyama
 
 __all__ = [
     "FLIP_Y",
@@ -30,5 +30,6 @@ __all__ = [
     "model_to_image_rotation",
     "pose_para_to_image",
     "pose_para_to_matrix",
+    "procrustes_rotation",
     "weighted_umeyama",
 ]

@@ -58,8 +58,8 @@ def default_weights_dir() -> Path:
 
 
 def _weights_ok(path: Path, backend: str) -> bool:
-    if backend == "onnx":  # a folder of exported parts (dsfnet.model.export)
-        return path.is_dir() and (path / "image_stage.onnx").is_file()
+    if backend == "onnx":  # a folder written by dsfnet.model.export: network.onnx and/or the three parts
+        return path.is_dir() and ((path / "network.onnx").is_file() or (path / "image_stage.onnx").is_file())
     return path.is_file()
 
 
@@ -67,8 +67,8 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
     """The weights to load: ``weights`` if given, else ``$DSFNET_WEIGHTS``, else the packaged ones.
 
     torch: a checkpoint file ``<config>.pt`` (a folder is searched for that name). onnx: a folder holding
-    ``image_stage.onnx``, ``pointnet.onnx``, ``fusion.onnx`` and ``meta.json`` (``dsfnet export-onnx``); a
-    parent folder is searched for ``<config>-onnx/``.
+    ``meta.json`` and ``network.onnx`` (the whole network) and/or ``image_stage.onnx``, ``pointnet.onnx``,
+    ``fusion.onnx`` (``dsfnet export-onnx`` writes all four); a parent folder is searched for ``<config>-onnx/``.
 
     Raises:
         WeightsNotFoundError: nothing found (the message names each place searched and what to do).
@@ -85,7 +85,8 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
         for p in candidates(Path(weights)):
             if _weights_ok(p, backend):
                 return p
-        what = "a folder with image_stage.onnx, pointnet.onnx, fusion.onnx" if backend == "onnx" else "a .pt checkpoint"
+        what = ("a folder with network.onnx (or image_stage.onnx, pointnet.onnx, fusion.onnx)" if backend == "onnx"
+                else "a .pt checkpoint")
         raise WeightsNotFoundError(f"weights not found: {weights} (the {backend} backend needs {what})")
     searched = []
     env = os.environ.get(WEIGHTS_ENV)
@@ -113,18 +114,37 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
 def standardize_np(crops: np.ndarray) -> np.ndarray:
     """``(B, S, S, 3)`` uint8 RGB → ``(B, 3, S, S)`` float32, per-image per-channel standardised (spec §1.3).
 
-    ``dsfnet.model.standardize`` (``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1]) evaluated
-    in float64 and rounded once to float32 (so the result is the correctly rounded value up to ~1e-16, whatever
-    the summation order). Both runners feed the network through this one function, so the torch and the ONNX
-    backends see bit-identical inputs (a float32 mean over the strided channel axes is off by up to ~1e-5,
-    enough to move the end result by 1e-2 image px).
+    ``dsfnet.model.standardize`` (``(x − mean) / sqrt(var + 1e-3)`` of x in [0, 1]) evaluated exactly and rounded
+    once to float32 (the correctly rounded value up to ~1e-16, whatever the summation order). For uint8 crops the
+    channel sums are exact integers, the variance's numerator ``n·Σx² − (Σx)²`` too, and each channel's 256
+    possible outputs are a float64 table rounded once; the crop is then a table lookup (~3× faster than evaluating
+    it in float64 tensors, the same values). Both runners feed the network through this one function, so the torch
+    and the ONNX backends see bit-identical inputs (a float32 mean over the strided channel axes is off by up to
+    ~1e-5, enough to move the end result by 1e-2 image px).
     """
-    import torch
+    from dsfnet.model.dsfnet import STANDARDIZE_EPS
 
-    from dsfnet.model import standardize
-
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float64) / 255.0)
-    return standardize(x).numpy().astype(np.float32)
+    c = np.asarray(crops)
+    if c.ndim != 4 or c.shape[-1] != 3:
+        raise ValueError(f"standardize_np expects (B, S, S, 3) RGB crops, got {c.shape}")
+    b, h, w, _ = c.shape
+    if c.dtype != np.uint8:  # any other input: the same formula in float64
+        x = np.ascontiguousarray(c.transpose(0, 3, 1, 2), dtype=np.float64) / 255.0
+        mean = x.mean(axis=(2, 3), keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=(2, 3), keepdims=True)
+        return ((x - mean) / np.sqrt(var + STANDARDIZE_EPS)).astype(np.float32)
+    n = h * w
+    planes = np.ascontiguousarray(c.transpose(0, 3, 1, 2)).reshape(b * 3, n)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    out = np.empty((b * 3, n), np.float32)
+    for k in range(b * 3):
+        p = planes[k].astype(np.float64)  # integers up to 255: these sums are exact
+        s, ss = int(p.sum()), int((p * p).sum())  # (no BLAS dot: its threads stall on a busy machine)
+        mean = s / (255 * n)
+        var = (n * ss - s * s) / (255 * 255 * n * n)  # exact integers, one rounding
+        table = ((levels - mean) / np.sqrt(var + STANDARDIZE_EPS)).astype(np.float32)
+        np.take(table, planes[k], out=out[k], mode="clip")  # indices are 0..255: clip never applies
+    return out.reshape(b, 3, h, w)
 
 
 def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -196,28 +216,37 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Run the exported ONNX parts with ONNX Runtime (CPU), the glue in the model's own torch code.
+    """Run the exported network with ONNX Runtime (CPU).
 
-    ``dsfnet.model.export`` exports the learned parts (image stage, PointNet, fusion UNet) as three graphs; the
-    steps between them (scatter, the SVD-based similarity fits) have no ONNX operators and run through
-    ``dsfnet.model.export.run_with_onnx`` with a weight-less torch model rebuilt from ``meta.json`` (recorded
-    config and the ``tm`` statistics, the only non-learned buffers the glue needs).
+    ``dsfnet export-onnx`` writes the whole network as one graph, ``network.onnx`` (``dsfnet.model.export``: image
+    stage, scatter, the four similarity fits with the SVD-free solver, PointNet, fusion, all in ONNX), plus the
+    three learned parts. For ``branch="fused"`` (the default) the runner uses ``network.onnx`` when the folder has
+    it: one ``session.run`` per batch, no torch code. Otherwise (other branches, or an export from before
+    ``network.onnx``) it runs the three part graphs with the glue between them in the model's own torch code
+    (``dsfnet.model.export.run_with_onnx``) on a weight-less model rebuilt from ``meta.json`` (recorded config
+    and the ``tm`` statistics, the only non-learned buffers the glue needs).
 
     Args:
         folder: folder written by ``dsfnet export-onnx``.
         config: expected variant (checked against ``meta.json``).
         face_model, layout: reuse already loaded assets.
         threads: ONNX Runtime intra-op threads.
+        branch: ``"fused"``, ``"image"`` or ``"model"`` (the last two through the part graphs).
+        with_seg: also return the visible-face probability ``seg``.
+        graph: ``"auto"`` (the single graph when possible), ``"network"`` (require it) or ``"parts"`` (the part
+            graphs and the torch glue, e.g. to compare the two).
+    Attributes:
+        network: the ``network.onnx`` session wrapper (``dsfnet.model.export.OnnxNetwork``), or None when the
+            part graphs are used.
+        parts, model: the part sessions and the glue model, loaded on first use.
     """
 
     def __init__(self, folder: str | os.PathLike, config: str = "lite", face_model=None, layout=None,
-                 threads: int | None = None, branch: str = "fused", with_seg: bool = True) -> None:
+                 threads: int | None = None, branch: str = "fused", with_seg: bool = True, graph: str = "auto") -> None:
         import json
 
-        import torch
-
-        from dsfnet.model import create_model
-        from dsfnet.model.export import OnnxParts
+        from dsfnet.model import get_config
+        from dsfnet.model.export import NETWORK_FILE, OnnxNetwork
 
         self.folder = Path(folder)
         meta_path = self.folder / "meta.json"
@@ -235,34 +264,74 @@ class OnnxRunner:
         fp = meta.get("face_model_fingerprint")
         if fp is not None and getattr(face_model, "fingerprint", fp) != fp:
             raise ValueError(f"{self.folder} was exported for face model {fp}, this install has {face_model.fingerprint}")
-        uv = int(recorded.get("uv_size", meta.get("uv_size", 0)) or 0)
-        if layout is None or (uv and int(layout.size) != uv):
-            from dsfnet.facemodel.uv import get_uv_layout
-
-            layout = get_uv_layout(face_model, uv)
-        self.model = create_model(config, face_model, layout=layout, **recorded).eval()
-        if meta.get("tm_mean") is not None and meta.get("tm_std") is not None:
-            self.model.set_tm_statistics(np.asarray(meta["tm_mean"]), np.asarray(meta["tm_std"]))
-        try:
-            self.parts = OnnxParts(self.folder, threads=threads or 1)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"cannot load the ONNX parts in {self.folder}: {exc}") from exc
-        self._torch = torch
+        cfg = get_config(config, **recorded)
+        self._meta, self._recorded, self._face_model, self._layout = meta, recorded, face_model, layout
+        self._threads = threads or 1
+        self._parts = self._model = None
         self.branch, self.with_seg = branch, with_seg
-        self.input_size = int(self.model.config.input_size)
-        self.uv_size = int(self.model.config.uv_size)
+        self.input_size, self.uv_size = int(cfg.input_size), int(cfg.uv_size)
+        if graph not in ("auto", "network", "parts"):
+            raise ValueError(f"graph must be 'auto', 'network' or 'parts', got {graph!r}")
+        if graph == "network" and (branch != "fused" or not (self.folder / NETWORK_FILE).is_file()):
+            raise ValueError(f"graph='network' needs branch='fused' and {self.folder / NETWORK_FILE} (re-export with "
+                             "`dsfnet export-onnx`)")
+        self.network = None
+        if graph != "parts" and branch == "fused" and (self.folder / NETWORK_FILE).is_file():
+            try:
+                self.network = OnnxNetwork(self.folder / NETWORK_FILE, threads=self._threads)
+            except Exception as exc:
+                raise ValueError(f"cannot load {self.folder / NETWORK_FILE}: {exc}") from exc
+        else:
+            self.parts  # noqa: B018 - load the part graphs now, so that a broken export fails here
+
+    @property
+    def model(self):
+        """The weight-less DSFNet whose torch code runs the glue between the part graphs (built on first use)."""
+        if self._model is None:
+            from dsfnet.model import create_model
+
+            layout = self._layout
+            if layout is None or int(layout.size) != self.uv_size:
+                from dsfnet.facemodel.uv import get_uv_layout
+
+                layout = get_uv_layout(self._face_model, self.uv_size)
+            model = create_model(self._meta["variant"], self._face_model, layout=layout, **self._recorded).eval()
+            if self._meta.get("tm_mean") is not None and self._meta.get("tm_std") is not None:
+                model.set_tm_statistics(np.asarray(self._meta["tm_mean"]), np.asarray(self._meta["tm_std"]))
+            self._model = model
+        return self._model
+
+    @property
+    def parts(self):
+        """ONNX Runtime sessions of the three part graphs (``dsfnet.model.export.OnnxParts``), loaded on first use."""
+        if self._parts is None:
+            from dsfnet.model.export import OnnxParts
+
+            try:
+                self._parts = OnnxParts(self.folder, threads=self._threads)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:
+                raise ValueError(f"cannot load the ONNX parts in {self.folder}: {exc}") from exc
+        return self._parts
 
     @classmethod
     def from_weights(cls, config: str = "lite", weights: str | os.PathLike | None = None, **kwargs) -> "OnnxRunner":
         return cls(resolve_weights(config, "onnx", weights), config, **kwargs)
 
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        x = standardize_np(_check_crops(crops, self.input_size))
+        if self.network is not None:
+            out = self.network(x)
+            res = {"face_uvm": out["face_uvm"].astype(np.float32), "rotation": out["rotation"].astype(np.float64)}
+            if self.with_seg:
+                res["seg"] = out["seg"][:, :1].astype(np.float32)
+            return res
+        import torch
+
         from dsfnet.model.export import run_with_onnx
 
-        x = self._torch.from_numpy(standardize_np(_check_crops(crops, self.input_size)))
-        out = run_with_onnx(self.model, self.parts, x, branch=self.branch, return_all=self.with_seg)
+        out = run_with_onnx(self.model, self.parts, torch.from_numpy(x), branch=self.branch, return_all=self.with_seg)
         res = {"face_uvm": out["face_uvm"].float().numpy(), "rotation": out["rotation"].double().numpy()}
         if self.with_seg and "seg" in out:
             res["seg"] = out["seg"][:, :1].float().numpy()

@@ -17,7 +17,17 @@ from dsfnet.model.config import ModelConfig
 from dsfnet.model.fusion import FusionUNet
 from dsfnet.model.heads import DenseHeads, ModelSpaceHead
 from dsfnet.model.hrnet import HRNetLite
-from dsfnet.model.lifting import PointNet, fit_similarity, scatter_to_uv, select_points, van_der_corput
+from dsfnet.geometry import FLIP_Y, procrustes_rotation
+from dsfnet.model.lifting import (
+    PointNet,
+    fit_similarity,
+    fit_weights,
+    flat_cells,
+    gather_cells,
+    scatter_to_uv,
+    select_cells,
+    van_der_corput,
+)
 from dsfnet.model.mobilenet import MobileNetFPN
 
 from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
@@ -28,6 +38,7 @@ NOSE_LANDMARK = 30
 STANDARDIZE_EPS = 1e-3
 #: names of the branches ``forward`` can report
 BRANCHES = ("fused", "image", "model")
+_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))  # the y-flip F (owned by geometry.frames) as a diagonal
 
 
 def standardize(images: torch.Tensor) -> torch.Tensor:
@@ -62,7 +73,7 @@ class ImageStage(nn.Module):
 
     Keys: ``grid (B,2,S,S)``, ``seg_logit``/``seg``/``conf_logit``/``conf``/``depth`` ``(B,1,S,S)`` (see
     :class:`~dsfnet.model.heads.DenseHeads`), ``msf (B,C_msf,S/32,S/32)``, ``shape_ms (B,Ks)``, ``exp_ms (B,Ke)``,
-    ``tm_ms_z (B,12)``. This is the part exported to ONNX as one graph (``dsfnet.model.export``).
+    ``tm_ms_z (B,12)``. Exported to ONNX inside ``network.onnx`` and alone as ``image_stage.onnx`` (``dsfnet.model.export``).
     """
 
     OUTPUTS = ("grid", "seg_logit", "seg", "conf_logit", "conf", "depth", "msf", "shape_ms", "exp_ms", "tm_ms_z")
@@ -138,6 +149,7 @@ class DSFNet(nn.Module):
         rows, cols = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("uv_coords", torch.stack([rows, cols]), persistent=False)  # (2, U, U): row, col in (-1, 1)
         self.nose_cell = int(kpt[NOSE_LANDMARK, 0]) * u + int(kpt[NOSE_LANDMARK, 1])
+        self._map_shape = (3, u, u)  # Python ints: no size arithmetic in traced (ONNX) graphs
         tm_mean, tm_std = default_tm_statistics(config.input_size)
         self.register_buffer("tm_mean", _as_tensor(tm_mean).reshape(12))
         self.register_buffer("tm_std", _as_tensor(tm_std).reshape(12))
@@ -148,6 +160,9 @@ class DSFNet(nn.Module):
                                  input_stride=config.fusion_input_stride)
         #: fit every similarity on detached inputs (spec §6.3: stop gradients through R early in training)
         self.detach_alignment = False
+        #: 3×3 solver of every similarity fit (``dsfnet.geometry.weighted_umeyama``): ``"svd"`` (training and the
+        #: torch backend) or ``"quaternion"`` (SVD-free, same result; set by the ONNX export, which cannot trace an SVD)
+        self.alignment_solver = "svd"
 
     # ------------------------------------------------------------------ helpers (all batched, traceable)
     def set_tm_statistics(self, mean: Any, std: Any) -> None:
@@ -181,39 +196,54 @@ class DSFNet(nn.Module):
     def offsets(self, shape: torch.Tensor, exp: torch.Tensor) -> torch.Tensor:
         """Offset map ``O`` (sm units) from normalised coefficients: ``(B, Ks), (B, Ke) → (B, 3, U, U)``."""
         flat = torch.cat([shape, exp], dim=1) @ self.basis  # (B, 3·U·U)
-        return flat.reshape(-1, *self.mean_map.shape)
+        return flat.reshape(-1, *self._map_shape)
 
     def nose_relative(self, posed: torch.Tensor) -> torch.Tensor:
         """Subtract the z of the nose-tip cell: ``(B, 3, U, U) → (B, 3, U, U)``."""
-        z_nose = posed[:, 2].flatten(1)[:, self.nose_cell]
-        shift = torch.stack([torch.zeros_like(z_nose), torch.zeros_like(z_nose), z_nose], dim=1)
-        return posed - shift[:, :, None, None]
+        z = posed[:, 2:3]
+        u = self.config.uv_size
+        z_nose = z[:, :, self.nose_cell // u:self.nose_cell // u + 1, self.nose_cell % u:self.nose_cell % u + 1]  # (B, 1, 1, 1)
+        return torch.cat([posed[:, :2], z - z_nose], dim=1)
+
+    def pose_map(self, linear: torch.Tensor, translation: torch.Tensor, shape_map: torch.Tensor) -> torch.Tensor:
+        """``linear · X + translation`` for every cell ``X`` of ``shape_map``, with nose-relative z, in one pass.
+
+        ``linear (B, 3, 3)``, ``translation (B, 3)``, ``shape_map (B, 3, U, U)`` → ``(B, 3, U, U)``. The same as
+        :meth:`nose_relative` of the posed map (up to float rounding): the posed nose-tip z is subtracted from the
+        translation first, so the map is written once (a full-map pass fewer in the exported graph).
+        """
+        x = flat_cells(shape_map)
+        t = translation[:, :, None]
+        z_nose = torch.matmul(linear[:, 2:3], x[:, :, self.nose_cell:self.nose_cell + 1]) + t[:, 2:3]  # (B, 1, 1)
+        t = torch.cat([t[:, :2], t[:, 2:3] - z_nose], dim=1)
+        return (torch.matmul(linear, x) + t).reshape(-1, *self._map_shape)
+
+    def tm_pose(self, tm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Tm (B, 3, 4)`` as the affine map of :meth:`pose_map` from sm units to pm units: ``(linear (B, 3, 3),
+        translation (B, 3))`` = ``(Tm[:, :3] / (SHAPE_MAP_SCALE · pos_scale), Tm[:, 3] / pos_scale)``."""
+        pos = self.config.pos_scale
+        return tm[:, :, :3] * (1.0 / (SHAPE_MAP_SCALE * pos)), tm[:, :, 3] / pos
 
     def posed_from_tm(self, shape_map: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
         """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z (spec §3.9).
 
         ``shape_map (B, 3, U, U)`` sm units (model frame), ``tm (B, 3, 4)`` → ``(B, 3, U, U)`` pm units, crop frame.
         """
-        pts = shape_map.flatten(2) / SHAPE_MAP_SCALE
-        crop = torch.einsum("bij,bjn->bin", tm[:, :, :3], pts) + tm[:, :, 3:]
-        return self.nose_relative((crop / self.config.pos_scale).reshape(shape_map.shape))
+        return self.pose_map(*self.tm_pose(tm), shape_map)
 
     def model_rotation(self, tm: torch.Tensor) -> torch.Tensor:
         """Proper rotation of the model-space branch: the rotation nearest to ``F·Tm[:, :3]`` (``(B, 3, 4) → (B, 3, 3)``).
 
-        Solved with the same weighted fit as every other alignment, on the six points ``±e_k`` and their images
-        under ``Tm[:, :3]``: their cross-covariance is ``Tm[:, :3]/3``, so the fit is the orthogonal Procrustes
-        (polar) factor. ``Tm``'s linear part is ``s·F·R`` for a similarity, and then this returns exactly ``R``.
+        The orthogonal Procrustes (polar) factor of ``F·Tm[:, :3]``, from the same 3×3 solver as every weighted fit
+        (it is the fit of the six points ``±e_k`` onto their images under ``F·Tm[:, :3]``, whose cross-covariance
+        is ``F·Tm[:, :3]/3``). ``Tm``'s linear part is ``s·F·R`` for a similarity, and then this returns exactly ``R``.
         """
-        b = tm.shape[0]
-        axes = torch.eye(3, dtype=tm.dtype, device=tm.device)
-        src = torch.cat([axes, -axes]).T.reshape(1, 3, 6, 1).expand(b, -1, -1, -1)  # (B, 3, 6, 1) as a tiny "map"
-        dst = torch.einsum("bij,bjn->bin", tm[:, :, :3], src.flatten(2)).reshape(src.shape)
-        return fit_similarity(src, dst, torch.ones(b, 1, 6, 1, dtype=tm.dtype, device=tm.device), flip=True).rotation
+        flip = torch.tensor(_FLIP_DIAG, dtype=tm.dtype, device=tm.device)
+        return procrustes_rotation(flip[:, None] * tm[:, :, :3], solver=self.alignment_solver)
 
-    def _align(self, src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor):
-        # only face-mask cells take part (spec §3.5: valid ∧ face_mask)
-        return fit_similarity(src, dst, weights, flip=True, detach=self.detach_alignment, index=self.face_index)
+    def _align(self, src: torch.Tensor, dst: torch.Tensor, weights):
+        # weights: fit_weights(c_uv, face_mask): only face-mask cells take part (spec §3.5: valid ∧ face_mask)
+        return fit_similarity(src, dst, weights, flip=True, detach=self.detach_alignment, solver=self.alignment_solver)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, branch: str = "fused", return_all: bool | None = None) -> dict[str, torch.Tensor]:
@@ -259,7 +289,6 @@ class DSFNet(nn.Module):
         fusion = self.fusion if fusion is None else fusion
         cfg = self.config
         out: dict[str, torch.Tensor] = dict(heads) if return_all else {}
-        b = heads["shape_ms"].shape[0]
 
         tm = self.denormalize_tm(heads["tm_ms_z"])
         rotation_ms = self.model_rotation(tm)
@@ -269,7 +298,8 @@ class DSFNet(nn.Module):
             face_ms = self.posed_from_tm(offset_ms + self.mean_map, tm)
             if return_all:
                 out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
-            out.update(face_uvm=face_ms, rotation=rotation_ms, fallback=torch.zeros(b, dtype=torch.bool, device=tm.device))
+            fallback = torch.zeros_like(heads["shape_ms"][:, 0], dtype=torch.bool)
+            out.update(face_uvm=face_ms, rotation=rotation_ms, fallback=fallback)
             return out
 
         # image-space branch: lift visible pixels (§3.4), pose-normalise (§3.6), PointNet (§3.7), re-pose (§3.8)
@@ -277,38 +307,51 @@ class DSFNet(nn.Module):
                                pos_scale=cfg.pos_scale, face_mask=self.face_mask, threshold=cfg.seg_threshold)
         d_uv, c_uv, m_uv = lifted.d_uv, lifted.c_uv, lifted.m_uv
         fallback = lifted.count < cfg.min_visible_cells
-        to_mean = self._align(d_uv, self.mean_map.expand(b, -1, -1, -1), c_uv)
-        d_can = to_mean.apply_map(d_uv) * m_uv
-        point_feats = torch.cat([d_can, c_uv, self.uv_coords.expand(b, -1, -1, -1)], dim=1).flatten(2)
-        points, mask = select_points(point_feats, m_uv.flatten(1), self.face_index, self.point_priority, cfg.pointnet_points)
+        weights = fit_weights(c_uv, self.face_mask)  # the confidence weights of all three fits, normalised once
+        to_mean = self._align(d_uv, self.mean_map[None], weights)
+        # PointNet input (§3.7) at the selected cells only: [pose-normalised d_uv (zero where not filled), c_uv,
+        # the cell's UV coordinates] (selecting first and transforming the selected points gives the same points)
+        cells, mask = select_cells(m_uv.flatten(1), self.face_index, self.point_priority, cfg.pointnet_points)
+        picked_d, picked_c = gather_cells(flat_cells(d_uv), cells), gather_cells(flat_cells(c_uv), cells)
+        uv = self.uv_coords.reshape(2, -1).T[cells]  # (B, N, 2), or (N, 2) for cells shared by the batch
+        uv = uv.transpose(1, 2) if cells.dim() == 2 else uv.T.expand_as(picked_d[:, :2])
+        points = torch.cat([to_mean.apply_points(picked_d) * mask[:, None], picked_c, uv], dim=1)  # (B, 6, N)
         pn = pointnet(points, mask)
-        # both branches' offset maps in one pass over the basis: rows [model-space; image-space]
-        both = self.offsets(torch.cat([heads["shape_ms"], pn["shape_is"]]), torch.cat([heads["exp_ms"], pn["exp_is"]]))
-        offset_ms, offset_is = both[:b], both[b:]
-        face_ms = self.posed_from_tm(offset_ms + self.mean_map, tm)
+        # Both branches batched as channel pairs [image-space | model-space]: their offset maps in one pass over the
+        # basis, their shape maps, and the two posed maps in one pose_map (rows [is, ms] per sample).
+        u = cfg.uv_size
+        offsets = self.offsets(torch.stack([pn["shape_is"], heads["shape_ms"]], dim=1).reshape(-1, self.n_shape),
+                               torch.stack([pn["exp_is"], heads["exp_ms"]], dim=1).reshape(-1, self.n_exp))
+        offsets = offsets.reshape(-1, 6, u, u)  # [O_is | O_ms]
+        shapes = offsets + self.mean_map.repeat(2, 1, 1)  # [S_is | S_ms], sm units, model frame
+        fit_is = self._align(shapes[:, :3], d_uv, weights)
+        linear_ms, trans_ms = self.tm_pose(tm)
+        posed = self.pose_map(torch.stack([fit_is.linear(), linear_ms], dim=1).reshape(-1, 3, 3),
+                              torch.stack([fit_is.translation, trans_ms], dim=1).reshape(-1, 3),
+                              shapes.reshape(-1, 3, u, u)).reshape(-1, 6, u, u)  # [P_is | P_ms]
+        offset_is, offset_ms, face_is, face_ms = offsets[:, :3], offsets[:, 3:], posed[:, :3], posed[:, 3:]
         if return_all:
-            out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms)
-        fit_is = self._align(offset_is + self.mean_map, d_uv, c_uv)
-        face_is = self.nose_relative(fit_is.apply_map(offset_is + self.mean_map))
-        if return_all:
-            out.update(d_uv=d_uv, c_uv=c_uv, m_uv=m_uv, d_can=d_can, shape_is=pn["shape_is"], exp_is=pn["exp_is"],
-                       offset_is=offset_is, face_is=face_is, rotation_is=fit_is.rotation, visible_cells=lifted.count)
+            d_can = to_mean.apply_map(d_uv) * m_uv
+            out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms, d_uv=d_uv, c_uv=c_uv,
+                       m_uv=m_uv, d_can=d_can, shape_is=pn["shape_is"], exp_is=pn["exp_is"], offset_is=offset_is,
+                       face_is=face_is, rotation_is=fit_is.rotation, visible_cells=lifted.count)
         if branch == "image":
             face, rot = face_is, fit_is.rotation
         else:
             # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
-            o_raw, k_raw = fusion(torch.cat([face_is, face_ms, offset_is, offset_ms], dim=1), heads["msf"])
+            o_raw, k_raw = fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
             if cfg.fusion_residual:  # corrections on top of the two branches' mean
-                offset_f = o_raw + 0.5 * (offset_is + offset_ms)
+                shape_f = o_raw + 0.5 * (shapes[:, :3] + shapes[:, 3:])  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
                 kpt_f = k_raw + 0.5 * (face_is + face_ms)
             else:
-                offset_f, kpt_f = o_raw, k_raw
-            fit_f = self._align(offset_f + self.mean_map, kpt_f, c_uv)
-            face, rot = self.nose_relative(fit_f.apply_map(offset_f + self.mean_map)), fit_f.rotation
+                shape_f, kpt_f = o_raw + self.mean_map, k_raw
+            fit_f = self._align(shape_f, kpt_f, weights)
+            face, rot = self.pose_map(fit_f.linear(), fit_f.translation, shape_f), fit_f.rotation
             if return_all:
+                offset_f = o_raw + 0.5 * (offset_is + offset_ms) if cfg.fusion_residual else o_raw
                 out.update(offset_f=offset_f, kpt_f=kpt_f, face_f=face, rotation_f=rot)
         # empty-visibility guard (§9.9): no silent "all visible"; report the model-space branch and flag it
-        out["face_uvm"] = torch.where(fallback[:, None, None, None], face_ms, face)
-        out["rotation"] = torch.where(fallback[:, None, None], rotation_ms, rot)
+        out["face_uvm"] = torch.where(fallback.reshape(-1, 1, 1, 1), face_ms, face)
+        out["rotation"] = torch.where(fallback.reshape(-1, 1, 1), rotation_ms, rot)
         out["fallback"] = fallback
         return out

@@ -2,8 +2,9 @@
 alignment with the explicit y-flip, point selection and the PointNet.
 
 Everything here is tensor ops without data-dependent Python control flow (the scatter is
-``scatter_reduce`` + ``gather``), so it traces; the alignment calls
-:func:`dsfnet.geometry.weighted_umeyama`, whose 3×3 SVD has no ONNX operator (see ``dsfnet.model.export``).
+``scatter_reduce`` + ``gather``), so it traces; the alignment calls :func:`dsfnet.geometry.weighted_umeyama`,
+whose default 3×3 SVD has no ONNX operator: the ONNX export passes ``solver="quaternion"`` (SVD-free, same
+result; see ``dsfnet.model.export``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsfnet.geometry import FLIP_Y, weighted_umeyama
+from dsfnet.geometry import FLIP_Y
+from dsfnet.geometry.similarity import NormalizedWeights, normalize_weights, similarity_from_moments, weighted_moments
 
 #: diagonal of the y-flip F between y-up model space and y-down image space (owned by geometry.frames)
 _FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))
@@ -42,9 +44,30 @@ class UVScatter:
 def take_cells(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[..., index]`` for flat cell maps ``(..., U·U)`` and an ``(F,)`` int64 index → ``(..., F)``.
 
-    A ``gather``: on CPU it is 6–20× faster than ``index_select`` along the last axis of a 3-D tensor.
+    A ``gather`` (ONNX ``GatherElements``): on CPU it is 6–20× faster than ``index_select`` along the last axis of
+    a 3-D tensor, in PyTorch and in ONNX Runtime (whose ``Gather`` on an inner axis is as slow).
     """
-    return torch.gather(x, -1, index.expand(*x.shape[:-1], index.numel()))
+    return torch.gather(x, -1, index.expand(x.shape[:-1] + index.shape))
+
+
+def gather_cells(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Per-sample cells of flat maps: ``x (B, C, U·U)``, ``cells (B, N)`` int64 → ``(B, C, N)``; an ``(N,)`` index
+    shared by the batch goes through :func:`take_cells`."""
+    if cells.dim() == 1:
+        return take_cells(x, cells)
+    return x.gather(2, cells[:, None, :].expand(-1, _static_int(x.shape[1]), -1))
+
+
+def flat_cells(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, U, U)`` maps → ``(B, C, U·U)`` (a ``flatten(2)`` that exports as one ``Reshape``)."""
+    return x.reshape(-1, _static_int(x.shape[1]), _static_int(x.shape[2]) * _static_int(x.shape[3]))
+
+
+def _static_int(n) -> int:
+    """A tensor size as a Python int. While tracing for ONNX, sizes are traced tensors and arithmetic on them
+    becomes Shape/Gather/Concat nodes; the spatial sizes of a DSFNet graph are fixed by its config (only the batch
+    is dynamic), so they are taken as constants."""
+    return int(n)
 
 
 def grid_to_cells(grid: torch.Tensor, uv_size: int) -> torch.Tensor:
@@ -58,9 +81,9 @@ def grid_to_cells(grid: torch.Tensor, uv_size: int) -> torch.Tensor:
         ``(B, H·W)`` int64 in ``[0, U·U)``: ``clamp(floor((g + 1)·U/2), 0, U − 1)`` per axis.
     """
     half = uv_size / 2.0
-    cells = torch.floor((grid.detach() + 1.0) * half).clamp(0, uv_size - 1).long()
-    flat = cells[:, 1] * uv_size + cells[:, 0]
-    return flat.reshape(grid.shape[0], -1)
+    cells = torch.floor((grid.detach() + 1.0) * half).clamp(0, uv_size - 1)
+    flat = cells[:, 1] * uv_size + cells[:, 0]  # integers < U² ≤ 2^24: exact in float32
+    return flat.long().reshape(-1, _static_int(grid.shape[2]) * _static_int(grid.shape[3]))
 
 
 def scatter_to_uv(grid: torch.Tensor, seg: torch.Tensor, conf: torch.Tensor, depth: torch.Tensor, *, uv_size: int,
@@ -84,32 +107,36 @@ def scatter_to_uv(grid: torch.Tensor, seg: torch.Tensor, conf: torch.Tensor, dep
     Returns:
         :class:`UVScatter`; ``d_uv[:, :2]`` is ``(col, row)/pos_scale`` of the kept pixel (pixel centres at integers).
     """
-    b, _, h, w = grid.shape
+    h, w = _static_int(grid.shape[2]), _static_int(grid.shape[3])
     n_pix = h * w
     n_cells = uv_size * uv_size
     cells = grid_to_cells(grid, uv_size)
-    face_flat = face_mask.reshape(-1).to(torch.bool)
-    visible = (seg.detach().reshape(b, n_pix) > threshold) & face_flat[cells]
-    conf_flat = conf.reshape(b, n_pix)
+    # Every visible pixel competes for its cell; cells off the face mask are dropped after the scatter. Cells are
+    # disjoint, so this is the same as letting only pixels of face cells take part (and saves a per-pixel lookup).
+    visible = seg.detach().reshape(-1, n_pix) > threshold
+    conf_flat = conf.reshape(-1, n_pix)
     # pixels that take no part still scatter, but a neutral value: -1 for the max (the initial value), n_pix for the min
-    conf_key = torch.where(visible, conf_flat.detach(), torch.full_like(conf_flat, -1.0))
-    best = torch.full((b, n_cells), -1.0, dtype=conf_key.dtype, device=conf_key.device)
+    conf_key = torch.where(visible, conf_flat.detach(), -1.0)
+    best = torch.full_like(conf_key[:, :1], -1.0).expand(-1, n_cells)
     best = best.scatter_reduce(1, cells, conf_key, reduce="amax", include_self=True)
     winner = visible & (conf_key == best.gather(1, cells))
-    pix = torch.arange(n_pix, device=grid.device).unsqueeze(0).expand(b, n_pix)
-    key = torch.where(winner, pix, torch.full_like(pix, n_pix))
-    source = torch.full((b, n_cells), n_pix, dtype=torch.long, device=grid.device)
+    pix = torch.arange(n_pix, device=grid.device)[None]  # broadcast over the batch
+    key = torch.where(winner, pix, n_pix)
+    source = torch.full_like(key[:, :1], n_pix).expand(-1, n_cells)
     source = source.scatter_reduce(1, cells, key, reduce="amin", include_self=True)
-    filled = source < n_pix
+    filled = (source < n_pix) & (face_mask.reshape(1, n_cells) > 0)
+    source = torch.where(filled, source, n_pix)
     src = source.clamp(max=n_pix - 1)
     m = filled.to(conf_flat.dtype)
-    x = (src % w).to(conf_flat.dtype) / pos_scale
-    y = torch.div(src, w, rounding_mode="floor").to(conf_flat.dtype) / pos_scale
-    z = depth.reshape(b, n_pix).gather(1, src)
+    # pixel coordinates of the kept pixels from constant tables (exported as constants: no integer division)
+    col = ((pix % w).to(conf_flat.dtype) / pos_scale).expand_as(conf_flat)
+    row = (torch.div(pix, w, rounding_mode="floor").to(conf_flat.dtype) / pos_scale).expand_as(conf_flat)
+    x, y = col.gather(1, src), row.gather(1, src)
+    z = depth.reshape(-1, n_pix).gather(1, src)
     c = conf_flat.gather(1, src)
-    d_uv = (torch.stack([x, y, z], dim=1) * m[:, None]).reshape(b, 3, uv_size, uv_size)
-    c_uv = (c * m).reshape(b, 1, uv_size, uv_size)
-    return UVScatter(d_uv, c_uv, m.reshape(b, 1, uv_size, uv_size), source, m.sum(dim=1))
+    d_uv = (torch.stack([x, y, z], dim=1) * m[:, None]).reshape(-1, 3, uv_size, uv_size)
+    c_uv = (c * m).reshape(-1, 1, uv_size, uv_size)
+    return UVScatter(d_uv, c_uv, m.reshape(-1, 1, uv_size, uv_size), source, m.sum(dim=1))
 
 
 @dataclass(frozen=True)
@@ -130,14 +157,28 @@ class FlipSimilarity:
     rotation: torch.Tensor
     well_posed: torch.Tensor
 
+    def linear(self) -> torch.Tensor:
+        """``(B, 3, 3)`` linear part ``scale · matrix``."""
+        return self.scale[:, None, None] * self.matrix
+
+    def apply_points(self, points: torch.Tensor) -> torch.Tensor:
+        """Apply to ``(B, 3, N)`` points (columns); returns ``(B, 3, N)``."""
+        return self.scale[:, None, None] * torch.matmul(self.matrix, points) + self.translation[:, :, None]
+
     def apply_map(self, maps: torch.Tensor) -> torch.Tensor:
         """Apply to every cell of ``(B, 3, U, U)`` maps; returns ``(B, 3, U, U)``."""
-        out = self.scale[:, None, None] * torch.einsum("bij,bjn->bin", self.matrix, maps.flatten(2))
-        return (out + self.translation[:, :, None]).reshape(maps.shape)
+        return self.apply_points(flat_cells(maps)).reshape(-1, *(_static_int(n) for n in maps.shape[1:]))
 
 
-def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, *, flip: bool = True,
-                   detach: bool = False, index: torch.Tensor | None = None) -> FlipSimilarity:
+def fit_weights(weights: torch.Tensor, mask: torch.Tensor | None = None) -> NormalizedWeights:
+    """``(B, 1, U, U)`` / ``(B, U, U)`` weight maps (and an optional ``(U, U)`` {0, 1} cell mask, see
+    :func:`fit_similarity`) normalised once for several :func:`fit_similarity` calls with the same weights."""
+    return normalize_weights(weights.flatten(1), None if mask is None else mask.reshape(-1), weights.dtype)
+
+
+def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor | NormalizedWeights, *, flip: bool = True,
+                   detach: bool = False, index: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   solver: str = "svd") -> FlipSimilarity:
     """Confidence-weighted similarity fit between two UV maps, through :func:`dsfnet.geometry.weighted_umeyama`.
 
     With ``flip=True`` the two maps are in frames of opposite handedness (y-up model / shape-map space vs y-down
@@ -146,23 +187,36 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, 
 
     Args:
         src: ``(B, 3, U, U)`` source map (every cell is a point).
-        dst: ``(B, 3, U, U)`` target map.
-        weights: ``(B, 1, U, U)`` or ``(B, U, U)`` non-negative; cells with weight 0 do not count.
+        dst: ``(B, 3, U, U)`` target map, or ``(1, 3, U, U)`` shared by the batch (e.g. the mean face).
+        weights: ``(B, 1, U, U)`` or ``(B, U, U)`` non-negative, cells with weight 0 do not count; or the
+            :func:`fit_weights` of such maps (then with neither ``index`` nor ``mask``: they are in it).
         flip: see above.
         detach: fit on detached inputs (no gradient through the similarity parameters).
         index: optional ``(F,)`` int64 flat cells to fit on (e.g. the face-mask cells); cells outside it do not
             count (same result as weight 0, cheaper).
+        mask: optional ``(U, U)`` {0, 1} cells to fit on, the alternative to ``index`` without gathering (faster
+            in ONNX Runtime): other cells get weight 0, and when no cell in it has weight the fit falls back to
+            uniform weights over the mask's cells (with ``well_posed`` False), exactly like ``index``.
+        solver: ``"svd"`` or ``"quaternion"`` (ONNX-exportable), see :func:`dsfnet.geometry.weighted_umeyama`.
     Returns:
         :class:`FlipSimilarity`.
     """
-    b = src.shape[0]
-    s, d, w = src.flatten(2), dst.flatten(2), weights.reshape(b, -1)  # (B, 3, U·U) columns: no transposed copies
-    if index is not None:
-        s, d, w = take_cells(s, index), take_cells(d, index), take_cells(w, index)
+    s, d = flat_cells(src), flat_cells(dst)  # (B, 3, U·U) columns: no transposed copies
+    if isinstance(weights, NormalizedWeights):
+        if index is not None or mask is not None:
+            raise ValueError("normalised weights already hold their mask; pass index/mask to fit_weights")
+        w = weights
+    else:
+        w = weights.flatten(1)
+        if index is not None:
+            s, d, w = take_cells(s, index), take_cells(d, index), take_cells(w, index)
+        w = normalize_weights(w, None if mask is None else mask.reshape(-1), src.dtype)
     if detach:
         s, d, w = s.detach(), d.detach(), w.detach()
-    f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=src.dtype, device=src.device)
-    fit = weighted_umeyama(s, d * f[:, None], w, channels_first=True)
+    moments = weighted_moments(s, d, w)
+    f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=torch.float64, device=src.device)
+    fit = similarity_from_moments(moments.scale_dst(f), solver=solver, dtype=src.dtype)  # F·dst, from the moments
+    f = f.to(src.dtype)
     matrix = f[None, :, None] * fit.rotation  # F @ Q: F is diagonal, so it scales Q's rows
     return FlipSimilarity(fit.scale, matrix, fit.translation * f, fit.rotation, fit.well_posed)
 
@@ -177,6 +231,21 @@ def van_der_corput(n: int) -> np.ndarray:
         out += (i & 1) / denom
         i >>= 1
     return out
+
+
+def select_cells(valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
+                 n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells :func:`select_points` takes: ``cells`` (flat indices, ``(N',)`` shared by the batch when all face
+    cells are used, else ``(B, N')``) and ``mask (B, N')`` float {0, 1}. Gather any per-cell map at them with
+    :func:`gather_cells` (cheaper than gathering every feature map over all cells first)."""
+    ok = take_cells(valid, face_index)
+    if n_points <= 0 or n_points >= face_index.numel():
+        return face_index, ok
+    score = ok * (1.0 + priority[None])
+    # unsorted: the PointNet is order-invariant and the valid cells' priorities are distinct, so the same set of
+    # valid points (only which invalid, masked cells pad the set may differ); half the cost of a sorted top-k
+    pos = torch.topk(score, n_points, dim=1, sorted=False).indices
+    return face_index[pos], ok.gather(1, pos)
 
 
 def select_points(features: torch.Tensor, valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
@@ -195,16 +264,11 @@ def select_points(features: torch.Tensor, valid: torch.Tensor, face_index: torch
         priority: ``(F,)`` distinct values in [0, 1).
         n_points: N.
     Returns:
-        ``points (B, C, N')`` and ``mask (B, N')`` float {0, 1}; ``N' = min(N, F)`` (or F when N ≤ 0).
+        ``points (B, C, N')`` and ``mask (B, N')`` float {0, 1}; ``N' = min(N, F)`` (or F when N ≤ 0). With
+        ``N < F`` the points come in no particular order (the PointNet is order-invariant).
     """
-    feats = take_cells(features, face_index)
-    ok = take_cells(valid, face_index)
-    if n_points <= 0 or n_points >= face_index.numel():
-        return feats, ok
-    score = ok * (1.0 + priority[None])
-    idx = torch.topk(score, n_points, dim=1, sorted=True).indices
-    points = feats.gather(2, idx[:, None, :].expand(-1, feats.shape[1], -1))
-    return points, ok.gather(1, idx)
+    cells, mask = select_cells(valid, face_index, priority, n_points)
+    return gather_cells(features, cells), mask
 
 
 class PointNet(nn.Module):
