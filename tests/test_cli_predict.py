@@ -177,5 +177,6 @@ def test_export_onnx_usage_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "no torch weights" in err and "--weights" in err
     assert os.listdir(tmp_path) == []
-    assert main(["export-onnx", "-o", str(tmp_path / "model.onnx")]) == 2
-    assert "folder" in capsys.readouterr().err
+    assert main(["export-onnx", "-o", str(tmp_path / "model.onnx")]) == 2  # the single-file form: same check
+    assert "no torch weights" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []

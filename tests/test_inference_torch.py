@@ -94,3 +94,33 @@ def test_onnx_export_and_runner_match_torch(toy, tmp_path):
         export_folder(model, folder, "lite", face_model=fm, layout=layout)
     with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):
         OnnxRunner(folder, "paper", face_model=fm, layout=layout)
+
+
+def test_single_file_onnx_export_carries_its_metadata(toy, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from dsfnet.cli.export_onnx import export_folder
+    from dsfnet.inference import OnnxRunner
+    from dsfnet.inference.runner import resolve_weights
+
+    fm, layout, model = toy
+    path, diff = export_folder(model, tmp_path / "model.onnx", "lite", face_model=fm, layout=layout)
+    assert diff < 1e-3 and path.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temp folder left
+    assert resolve_weights("lite", "onnx", path) == path
+    onnx = OnnxRunner.from_weights("lite", path, face_model=fm, layout=layout)
+    crops = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    a, b = onnx(crops), TorchRunner(model)(crops)
+    np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], atol=1e-3)
+    np.testing.assert_allclose(a["rotation"], b["rotation"], atol=1e-4)
+    with pytest.raises(ValueError, match="fused branch only"):
+        OnnxRunner(path, "lite", face_model=fm, layout=layout, branch="image")
+    with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):
+        OnnxRunner(path, "paper", face_model=fm, layout=layout)
+    bare = tmp_path / "bare.onnx"  # a graph without our metadata is refused with a clear message
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    bare.write_bytes(m.SerializeToString())
+    with pytest.raises(ValueError, match="no dsfnet metadata"):
+        OnnxRunner(bare, "lite", face_model=fm, layout=layout)

@@ -7,6 +7,10 @@ in torch); see ``dsfnet.model.export``. This command writes them plus ``meta.jso
 config, sizes, face-model fingerprint and ``tm`` statistics) into one folder, checks that ONNX Runtime reproduces
 the torch outputs on a test crop (the single graph and the part graphs), and only then moves the folder into place
 (built under a temporary name next to it: no half-written export).
+
+With ``-o NAME.onnx`` the output is the single graph alone, one self-contained file: ``meta.json``'s content is
+embedded in the graph's metadata (``metadata_props`` key ``dsfnet_meta``), and ``--backend onnx --weights NAME.onnx``
+runs it (fused branch only; the part graphs are what the ``image``/``model`` branches need).
 """
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default="lite", help="model variant: lite (default) or paper")
     p.add_argument("--weights", metavar="FILE", help="torch checkpoint (.pt); default: $DSFNET_WEIGHTS or the packaged weights")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
+    p.add_argument("-o", "--output", required=True, metavar="DIR|FILE.onnx",
                    help="output folder (e.g. lite-onnx); it receives network.onnx, image_stage.onnx, pointnet.onnx, "
-                        "fusion.onnx, meta.json")
+                        "fusion.onnx, meta.json. A name ending in .onnx writes the whole network as that one file")
     p.add_argument("--force", action="store_true", help="replace an existing export folder")
     p.set_defaults(func=run)
     return p
@@ -80,6 +84,12 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
         diff = max(float(np.abs(ref - got).max()), float(np.abs(ref - parts).max()))
         if not diff <= 1e-3:
             raise ValueError(f"ONNX Runtime output differs from torch by {diff:.3g} pm units (limit 1e-3)")
+        if out.suffix.lower() == ".onnx":  # the single graph alone, with the metadata inside it
+            from dsfnet.io.writers import atomic_write_bytes
+            from dsfnet.model.export import NETWORK_FILE, embed_metadata
+
+            atomic_write_bytes(out, embed_metadata(tmp / NETWORK_FILE, meta))
+            return out, diff
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
@@ -96,9 +106,6 @@ def run(args: argparse.Namespace) -> int:
     from dsfnet.inference.runner import TorchRunner, WeightsNotFoundError
 
     out = Path(args.output)
-    if out.suffix.lower() == ".onnx":
-        _err(f"the export is a folder of graphs; give a folder name such as {out.with_suffix('').name}-onnx")
-        return 2
     if out.exists() and not args.force:
         _err(f"{out} exists; pass --force to replace it")
         return 2

@@ -58,7 +58,10 @@ def default_weights_dir() -> Path:
 
 
 def _weights_ok(path: Path, backend: str) -> bool:
-    if backend == "onnx":  # a folder written by dsfnet.model.export: network.onnx and/or the three parts
+    if backend == "onnx":  # a folder written by dsfnet.model.export (network.onnx and/or the three parts), or the
+        # single-graph file of `dsfnet export-onnx -o NAME.onnx`
+        if path.is_file():
+            return path.suffix.lower() == ".onnx"
         return path.is_dir() and ((path / "network.onnx").is_file() or (path / "image_stage.onnx").is_file())
     return path.is_file()
 
@@ -85,7 +88,8 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
         for p in candidates(Path(weights)):
             if _weights_ok(p, backend):
                 return p
-        what = ("a folder with network.onnx (or image_stage.onnx, pointnet.onnx, fusion.onnx)" if backend == "onnx"
+        what = ("a .onnx file or a folder with network.onnx (or image_stage.onnx, pointnet.onnx, fusion.onnx)"
+                if backend == "onnx"
                 else "a .pt checkpoint")
         raise WeightsNotFoundError(f"weights not found: {weights} (the {backend} backend needs {what})")
     searched = []
@@ -246,13 +250,26 @@ class OnnxRunner:
         import json
 
         from dsfnet.model import get_config
-        from dsfnet.model.export import NETWORK_FILE, OnnxNetwork
+        from dsfnet.model.export import NETWORK_FILE, OnnxNetwork, embedded_metadata
 
         self.folder = Path(folder)
-        meta_path = self.folder / "meta.json"
-        if not meta_path.is_file():
-            raise ValueError(f"{self.folder} lacks meta.json; re-export it with `dsfnet export-onnx`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        single = None  # a single-graph .onnx file: its metadata replaces meta.json
+        if self.folder.is_file():
+            if branch != "fused" or graph == "parts":
+                raise ValueError(f"{self.folder} is a single-graph export: it runs the fused branch only (the "
+                                 "image/model branches need the folder export with the part graphs)")
+            try:
+                single = OnnxNetwork(self.folder, threads=threads or 1)
+            except Exception as exc:
+                raise ValueError(f"cannot load {self.folder}: {exc}") from exc
+            meta = embedded_metadata(single.session)
+            if meta is None:
+                raise ValueError(f"{self.folder} carries no dsfnet metadata; export it with `dsfnet export-onnx -o FILE.onnx`")
+        else:
+            meta_path = self.folder / "meta.json"
+            if not meta_path.is_file():
+                raise ValueError(f"{self.folder} lacks meta.json; re-export it with `dsfnet export-onnx`")
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("variant") != config:
             raise ValueError(f"{self.folder} holds the {meta.get('variant')!r} model, not {config!r}")
         recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
@@ -272,11 +289,13 @@ class OnnxRunner:
         self.input_size, self.uv_size = int(cfg.input_size), int(cfg.uv_size)
         if graph not in ("auto", "network", "parts"):
             raise ValueError(f"graph must be 'auto', 'network' or 'parts', got {graph!r}")
-        if graph == "network" and (branch != "fused" or not (self.folder / NETWORK_FILE).is_file()):
+        if graph == "network" and single is None and (branch != "fused" or not (self.folder / NETWORK_FILE).is_file()):
             raise ValueError(f"graph='network' needs branch='fused' and {self.folder / NETWORK_FILE} (re-export with "
                              "`dsfnet export-onnx`)")
-        self.network = None
-        if graph != "parts" and branch == "fused" and (self.folder / NETWORK_FILE).is_file():
+        self.network = single
+        if single is not None:
+            pass
+        elif graph != "parts" and branch == "fused" and (self.folder / NETWORK_FILE).is_file():
             try:
                 self.network = OnnxNetwork(self.folder / NETWORK_FILE, threads=self._threads)
             except Exception as exc:

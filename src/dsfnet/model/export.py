@@ -190,6 +190,30 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+META_KEY = "dsfnet_meta"
+
+
+def embed_metadata(path: str | os.PathLike, meta: dict) -> bytes:
+    """The ONNX model at ``path`` serialised with ``meta`` (JSON) in its ``metadata_props`` under :data:`META_KEY`:
+    a single-file export that carries what ``meta.json`` holds in a folder export."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = next((p for p in model.metadata_props if p.key == META_KEY), None) or model.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    return model.SerializeToString()
+
+
+def embedded_metadata(session) -> dict | None:
+    """The :func:`embed_metadata` dict of an ONNX Runtime session's model, or None."""
+    import json
+
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    return None if raw is None else json.loads(raw)
+
+
 class OnnxNetwork:
     """ONNX Runtime session of ``network.onnx``: ``(B, 3, S, S)`` float32 standardised crops → dict of numpy arrays
     (the :data:`NETWORK_OUTPUTS`)."""
