@@ -72,16 +72,6 @@ def paired_median_ms(fns: dict, repeats: int, warmup: int = 2) -> tuple[dict[str
     return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
-def _ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def build_teacher(weights: str | None):
     """``MobileNetV1Teacher`` in eval mode: random (seeded) or loaded from 3DDFA_V2's ``mb05_120x120.pth``."""
     import torch
@@ -112,6 +102,7 @@ def compare_backends(args) -> None:
     from dsfnet.inference.runner import standardize_np
     from dsfnet.io import read_image
     from dsfnet.model import create_model, get_config
+    from dsfnet.model.export import ort_session
 
     fm = load_face_model()
     cfg = get_config(args.config)
@@ -134,7 +125,7 @@ def compare_backends(args) -> None:
         t_path = Path(tmp) / "teacher.onnx"
         torch.onnx.export(teacher, (xt,), str(t_path), input_names=["image"], output_names=["params"], opset_version=17,
                           dynamo=False)
-        t_sess = _ort_session(t_path, args.threads)
+        t_sess = ort_session(t_path, args.threads)
     aligners = {name: FaceAligner(detector="yuface", runner=r, codec=codec, triangles=fm.triangles)
                 for name, r in (("torch", t_runner), ("onnx", o_runner))}
     faces = aligners["torch"].predict(img)

@@ -45,6 +45,15 @@ def _batch(model, b: int) -> dict[str, torch.Tensor]:
             "grid": torch.rand(b, 2, s, s) * 2 - 1, "seg": seg, "depth": torch.randn(b, s, s) * 0.05}
 
 
+def _samples_per_s(step, iters: int, batch: int) -> float:
+    """Samples/s of ``iters`` calls of ``step`` (after one warm-up call), ``batch`` samples each."""
+    step()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return iters * batch / (time.perf_counter() - t0)
+
+
 def measure_teacher(batch: int, iters: int) -> float:
     """Samples/s of the teacher architecture's training step (120² crops → 62 parameters, L2 loss, Adam)."""
     from dsfnet.model import MobileNetV1Teacher
@@ -59,11 +68,7 @@ def measure_teacher(batch: int, iters: int) -> float:
         loss.backward()
         opt.step()
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    return iters * batch / (time.perf_counter() - t0)
+    return _samples_per_s(step, iters, batch)
 
 
 def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False) -> float:
@@ -99,11 +104,7 @@ def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    return iters * batch / (time.perf_counter() - t0)
+    return _samples_per_s(step, iters, batch)
 
 
 def _rank(rank: int, world: int, port: int, variant: str, batch: int, branch: str, iters: int, results) -> None:

@@ -180,7 +180,8 @@ def export_onnx(model: DSFNet, folder: str | os.PathLike, *, parts: bool = True)
     return paths
 
 
-def _session(path: Path, threads: int):
+def ort_session(path: str | os.PathLike, threads: int):
+    """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads (one inter-op thread, quiet log)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -225,7 +226,7 @@ class OnnxNetwork:
         if not path.is_file():
             raise FileNotFoundError(f"ONNX network not found: expected {path}")
         self.path = path
-        self.session = _session(path, threads)
+        self.session = ort_session(path, threads)
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x) -> dict[str, np.ndarray]:
@@ -244,7 +245,7 @@ class OnnxParts:
             path = Path(folder) / name
             if not path.is_file():
                 raise FileNotFoundError(f"ONNX part {part!r} not found: expected {path}")
-            self.sessions[part] = _session(path, threads)
+            self.sessions[part] = ort_session(path, threads)
 
     @staticmethod
     def _run(session, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
