@@ -76,7 +76,8 @@ def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False
 
     ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
     from dsfnet.model import create_model, get_config
-    from dsfnet.train.loop import TrainForward, images_to_input
+    from dsfnet.train.config import OptimSection
+    from dsfnet.train.loop import TrainForward, images_to_input, make_optimizer
     from dsfnet.train.losses import LossConfig, LossContext, compute_losses
 
     cfg = get_config(variant)
@@ -89,7 +90,7 @@ def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False
         from torch.nn.parallel import DistributedDataParallel
 
         fwd = DistributedDataParallel(fwd, find_unused_parameters=True)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    opt = make_optimizer(model.parameters(), OptimSection())  # the trainer's optimiser
     stage = {"model": 0, "image": 1, "fused": 2}[branch]
     terms = LossConfig().stages[stage].terms
     weights = {t: (1.0 if t in terms and t not in ("edge", "normal") else 0.0) for t in terms}

@@ -155,6 +155,13 @@ def images_to_input(images: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- forward wrapper
 
+def make_optimizer(params, optim: Any) -> torch.optim.Optimizer:
+    """Adam over ``params`` with the config's ``lr_base``, ``betas`` and ``weight_decay`` (``optim``: the ``optim``
+    section), as the fused single-kernel implementation (on CPU too: fewer passes over the parameters)."""
+    return torch.optim.Adam(params, lr=optim.lr_base, betas=tuple(optim.betas), weight_decay=optim.weight_decay,
+                            fused=True)
+
+
 class TrainForward(nn.Module):
     """What DDP wraps: the training forward of a DSFNet, with optional teacher forcing of the lifting.
 
@@ -295,9 +302,7 @@ class Trainer:
         self.val_set = val_set
         self.steps_per_epoch = len(train_set) // (config.data.batch_size * self.world)  # type: ignore[arg-type]
         self.total_steps = max(1, int(round(config.optim.epochs * self.steps_per_epoch)))
-        o = config.optim
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr_base, betas=tuple(o.betas),
-                                          weight_decay=o.weight_decay)
+        self.optimizer = make_optimizer(self.model.parameters(), config.optim)
         self.step, self.best_metric, self.best_branch = 0, math.inf, ""
         self._stop_reason: str | None = None
         self._last_stage = ""
