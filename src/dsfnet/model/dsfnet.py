@@ -324,12 +324,15 @@ class DSFNet(nn.Module):
                                torch.stack([pn["exp_is"], heads["exp_ms"]], dim=1).reshape(-1, self.n_exp))
         offsets = offsets.reshape(-1, 6, u, u)  # [O_is | O_ms]
         shapes = offsets + self.mean_map.repeat(2, 1, 1)  # [S_is | S_ms], sm units, model frame
-        fit_is = self._align(shapes[:, :3], d_uv, weights)
+        # split, not two slices: in training the backward of a split writes one gradient (two slices would each
+        # fill a zero tensor of the whole map and add them)
+        shape_is_map, shape_ms_map = shapes.split(3, dim=1)
+        fit_is = self._align(shape_is_map, d_uv, weights)
         linear_ms, trans_ms = self.tm_pose(tm)
         posed = self.pose_map(torch.stack([fit_is.linear(), linear_ms], dim=1).reshape(-1, 3, 3),
                               torch.stack([fit_is.translation, trans_ms], dim=1).reshape(-1, 3),
                               shapes.reshape(-1, 3, u, u)).reshape(-1, 6, u, u)  # [P_is | P_ms]
-        offset_is, offset_ms, face_is, face_ms = offsets[:, :3], offsets[:, 3:], posed[:, :3], posed[:, 3:]
+        (offset_is, offset_ms), (face_is, face_ms) = offsets.split(3, dim=1), posed.split(3, dim=1)
         if return_all:
             d_can = to_mean.apply_map(d_uv) * m_uv
             out.update(tm_ms=tm, offset_ms=offset_ms, face_ms=face_ms, rotation_ms=rotation_ms, d_uv=d_uv, c_uv=c_uv,
@@ -341,7 +344,7 @@ class DSFNet(nn.Module):
             # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
             o_raw, k_raw = fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
             if cfg.fusion_residual:  # corrections on top of the two branches' mean
-                shape_f = o_raw + 0.5 * (shapes[:, :3] + shapes[:, 3:])  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
+                shape_f = o_raw + 0.5 * (shape_is_map + shape_ms_map)  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
                 kpt_f = k_raw + 0.5 * (face_is + face_ms)
             else:
                 shape_f, kpt_f = o_raw + self.mean_map, k_raw
