@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dsfnet.model import create_model
-from dsfnet.model._synthetic import synthetic_face
+from dsfnet.model._synthetic import make_all_visible, synthetic_face
 from dsfnet.model.export import NETWORK_OPSET, OPSET, OnnxNetwork, OnnxParts, export_onnx, run_with_onnx
 from dsfnet.model.lifting import scatter_to_uv
 
@@ -87,16 +87,7 @@ def _lite_with_lifting(seed: int = 0):
     torch.manual_seed(seed)
     fm, layout = synthetic_face(128)
     model = create_model("lite", fm, layout=layout)
-    for m in model.image_stage.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    heads = model.image_stage.dense_heads.heads
-    out, (seg_ch, conf_ch) = (heads["all"].out, (2, 3)) if "all" in heads else (heads["seg"].out, (0, 1))
-    with torch.no_grad():
-        out.weight[[seg_ch, conf_ch]] = 0.0
-        out.bias[seg_ch], out.bias[conf_ch] = 4.0, 0.0
+    make_all_visible(model)
     x = torch.cat([torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)), torch.zeros(1, 3, 128, 128)])
     return model.eval(), x
 

@@ -37,6 +37,7 @@ from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
 from dsfnet.inference.runner import standardize_np
 from dsfnet.io import read_image
 from dsfnet.model import create_model, get_config, standardize
+from dsfnet.model._synthetic import make_all_visible
 
 #: face boxes [x0, y0, x1, y1] in the 512² sample photo: the yuface box of its face, and a shifted, larger one
 BOXES = np.array([[178.0, 62.0, 267.0, 174.0], [170.0, 70.0, 270.0, 180.0]])
@@ -57,16 +58,7 @@ def backends(tmp_path_factory):
     img = read_image(sample_image_path())
     torch.manual_seed(SEED)
     model = create_model("lite", fm, layout=layout)
-    for m in model.image_stage.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    heads = model.image_stage.dense_heads.heads  # output channels [grid 2 | seg_logit, conf_logit | depth 1]
-    out, (seg_ch, conf_ch) = (heads["all"].out, (2, 3)) if "all" in heads else (heads["seg"].out, (0, 1))
-    with torch.no_grad():
-        out.weight[[seg_ch, conf_ch]] = 0.0
-        out.bias[seg_ch], out.bias[conf_ch] = 4.0, 0.0
+    make_all_visible(model)
     model.eval()
     s = cfg.input_size
     folder, diff = export_folder(model, tmp_path_factory.mktemp("onnx") / "lite-onnx", "lite", face_model=fm, layout=layout)
