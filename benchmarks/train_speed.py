@@ -1,13 +1,14 @@
 """Training throughput: samples/s of forward + losses + backward + Adam step, per variant and stage branch.
 
     python benchmarks/train_speed.py                       # lite (batch 16) and paper (batch 2), all branches
-    python benchmarks/train_speed.py --variants lite --branches fused --iters 5 --threads 2
+    python benchmarks/train_speed.py --variants lite --branches fused --iters 8 --rounds 5 --threads 2
     python benchmarks/train_speed.py --variants lite --branches fused --processes 2   # + 2 DDP ranks x 1 thread
 
 ``--processes P`` also runs the step as ``P`` DistributedDataParallel ranks (gloo, one torch thread each, batch
 per rank as above; how ``torchrun --nproc_per_node P`` trains on a CPU) and prints their summed samples/s. The
-teacher architecture (MobileNetV1-0.5 at 120², one 62-parameter L2 loss) is measured in the same run as the
-baseline, and every line prints the ratio against it.
+teacher architecture (MobileNetV1-0.5 at 120², one 62-parameter L2 loss, same batch) is measured in the same run
+as the baseline, in rounds alternating with the candidates (``--rounds``); every line prints the median samples/s
+and the median of the per-round ratios against the teacher.
 
 Inputs are random crops with random targets of the right shapes (speed does not depend on the values).
 The face model is the built-in one when its assets are installed, else the analytic stand-in of
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -54,8 +56,8 @@ def _samples_per_s(step, iters: int, batch: int) -> float:
     return iters * batch / (time.perf_counter() - t0)
 
 
-def measure_teacher(batch: int, iters: int) -> float:
-    """Samples/s of the teacher architecture's training step (120² crops → 62 parameters, L2 loss, Adam)."""
+def teacher_step(batch: int):
+    """One training step of the teacher architecture (120² crops → 62 parameters, L2 loss, Adam), as a callable."""
     from dsfnet.model import MobileNetV1Teacher
 
     net = MobileNetV1Teacher().train()
@@ -68,13 +70,12 @@ def measure_teacher(batch: int, iters: int) -> float:
         loss.backward()
         opt.step()
 
-    return _samples_per_s(step, iters, batch)
+    return step
 
 
-def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False) -> float:
-    """Samples/s of full training steps (after one warm-up step) for ``variant`` on the ``branch`` forward.
-
-    ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
+def training_step(variant: str, batch: int, branch: str, ddp: bool = False):
+    """One full training step of ``variant`` on the ``branch`` forward (the trainer's losses and optimiser), as a
+    callable. ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
     from dsfnet.model import create_model, get_config
     from dsfnet.train.config import OptimSection
     from dsfnet.train.loop import TrainForward, images_to_input, make_optimizer
@@ -105,7 +106,24 @@ def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
-    return _samples_per_s(step, iters, batch)
+    return step
+
+
+def measure(variant: str, batch: int, branch: str, iters: int, ddp: bool = False) -> float:
+    """Samples/s of ``iters`` training steps (after one warm-up step); see :func:`training_step`."""
+    return _samples_per_s(training_step(variant, batch, branch, ddp), iters, batch)
+
+
+def interleaved(steps: dict, iters: int, batch: int, rounds: int) -> dict[str, list[float]]:
+    """Samples/s of each named step in ``rounds`` alternating rounds of ``iters`` steps: a machine whose speed drifts
+    (other jobs, frequency changes) then slows every candidate alike, and the median round is reported."""
+    runs = {name: [] for name in steps}
+    for step in steps.values():  # warm-up
+        step()
+    for _ in range(rounds):
+        for name, step in steps.items():
+            runs[name].append(_samples_per_s(step, iters, batch))
+    return runs
 
 
 def _rank(rank: int, world: int, port: int, variant: str, batch: int, branch: str, iters: int, results) -> None:
@@ -136,13 +154,18 @@ def measure_ddp(processes: int, variant: str, batch: int, branch: str, iters: in
     return float(sum(results.values()))
 
 
+def _fmt(values: list[float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=["lite", "paper"])
     p.add_argument("--branches", nargs="+", default=["model", "image", "fused"], help="stage A, B, C forwards")
     p.add_argument("--batch-lite", type=int, default=16)
     p.add_argument("--batch-paper", type=int, default=2)
-    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--iters", type=int, default=3, help="training steps per timed round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating teacher / variant rounds (medians reported)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="torch thread counts to try (on a loaded machine 1 thread can beat 2 by 10x)")
     p.add_argument("--processes", type=int, default=0, help="also measure this many DDP ranks x 1 thread (0: no)")
@@ -151,20 +174,23 @@ def main() -> None:
     print(f"torch {torch.__version__}, load average before: {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} cores; other jobs may share this machine)")
     baseline = {}
-    for th in args.threads:
-        torch.set_num_threads(th)
-        baseline[th] = measure_teacher(args.batch_lite, args.iters * 4)
-        print(f"teacher MobileNetV1-0.5 @120 batch {args.batch_lite} threads {th}: {baseline[th]:7.2f} samples/s "
-              f"(baseline)", flush=True)
     for v in args.variants:
         b = args.batch_lite if v == "lite" else args.batch_paper
         _, _, source = _face(256 if v == "paper" else 128)
         for th in args.threads:
             torch.set_num_threads(th)
+            steps = {"teacher": teacher_step(b)}
+            steps.update({br: training_step(v, b, br) for br in args.branches})
+            runs = interleaved(steps, args.iters, b, args.rounds)
+            ref = statistics.median(runs["teacher"])
+            baseline[th] = ref
+            print(f"teacher MobileNetV1-0.5 @120 batch {b} threads {th}: {ref:7.2f} samples/s (baseline; rounds "
+                  f"{_fmt(runs['teacher'])})", flush=True)
             for br in args.branches:
-                sps = measure(v, b, br, args.iters)
-                print(f"{v:6s} batch {b:3d} threads {th} branch {br:6s} ({source} face model): {sps:7.2f} samples/s "
-                      f"= {sps / baseline[th]:.3f} x teacher (load average now {os.getloadavg()[0]:.2f})", flush=True)
+                ratios = [r / t for r, t in zip(runs[br], runs["teacher"])]
+                print(f"{v:6s} batch {b:3d} threads {th} branch {br:6s} ({source} face model): "
+                      f"{statistics.median(runs[br]):7.2f} samples/s = {statistics.median(ratios):.3f} x teacher "
+                      f"(median of rounds {_fmt(runs[br])}; load average now {os.getloadavg()[0]:.2f})", flush=True)
         if args.processes > 1:
             for br in args.branches:
                 sps = measure_ddp(args.processes, v, b, br, args.iters)

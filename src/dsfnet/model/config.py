@@ -100,12 +100,12 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
     # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
     # (conv3x3 48 ch at stride 4, 1x1 to 5 outputs, x4 bilinear),
-    # GAP global feature, PointNet 32-64-128-256 on 512 points, UNet (base 8, 3 levels, shared decoder)
+    # GAP global feature, PointNet 32-64-128-256 on 256 points, UNet (base 8, 3 levels, shared decoder)
     # on the 4x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean
     "lite": ModelConfig(
         name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
         head_kind="light", head_channels=48, head_shared=True, msf_channels=64, msf_flat_channels=0,
-        pointnet_widths=(32, 64, 128, 256), pointnet_points=512,
+        pointnet_widths=(32, 64, 128, 256), pointnet_points=256,
         fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=4, fusion_residual=True,
     ),
 }

@@ -51,8 +51,7 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dim() != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
         raise ValueError(f"standardize expects float (B, 3, S, S) RGB in [0, 1], got {images.dtype} {tuple(images.shape)}")
-    mean = images.mean(dim=(2, 3), keepdim=True)
-    var = images.var(dim=(2, 3), keepdim=True, unbiased=False)
+    var, mean = torch.var_mean(images, dim=(2, 3), keepdim=True, correction=0)
     return (images - mean) / torch.sqrt(var + STANDARDIZE_EPS)
 
 
