@@ -184,6 +184,22 @@ def test_umeyama_deterministic_and_differentiable(solver):
     assert torch.autograd.gradcheck(lambda s, ww: weighted_umeyama(s, dst, ww, solver=solver).apply(s), (src, w), atol=1e-5)
 
 
+def test_weighted_moments_same_with_and_without_autograd():
+    """Training (autograd recording) and inference compute the moments with different products: same numbers."""
+    from dsfnet.geometry.similarity import weighted_moments
+
+    g = torch.Generator().manual_seed(3)
+    src, dst = torch.randn(4, 3, 500, generator=g), torch.randn(4, 3, 500, generator=g)
+    w = torch.rand(4, 500, generator=g)
+    with torch.no_grad():
+        plain = weighted_moments(src, dst, w)
+    graph = weighted_moments(src.requires_grad_(True), dst, w.requires_grad_(True))
+    for name in ("mu_s", "mu_d", "var_s", "cov"):
+        torch.testing.assert_close(getattr(graph, name).detach(), getattr(plain, name), rtol=1e-5, atol=1e-6)
+    graph.cov.sum().backward()
+    assert src.grad is not None and w.grad is not None
+
+
 def test_umeyama_numpy_wrapper_and_bad_shapes():
     rng = np.random.default_rng(7)
     s = rng.normal(size=(30, 3))
