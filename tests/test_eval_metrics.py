@@ -89,6 +89,10 @@ def test_pose_mae_filter_and_no_wrap():
     assert m.yaw == pytest.approx(2 / 3)
     assert m.roll == pytest.approx((3 + 6 + 0) / 3)
     assert m.mean == pytest.approx((m.pitch + m.yaw + m.roll) / 3)
+    # bias: mean signed pred - GT over the same images (pitch +1, 0, +9; yaw +2, 0, 0; roll +3, +6, 0)
+    assert m.bias == pytest.approx((10 / 3, 2 / 3, 3.0))
+    flipped = metrics.pose_mae(2 * gt - pred, gt)
+    assert flipped.bias == pytest.approx((-10 / 3, -2 / 3, -3.0)) and flipped.mean == pytest.approx(m.mean)
     # no wrap-around: 179 vs -179 is an error of 358 degrees
     assert metrics.pose_errors([[0, 0, 179.0]], [[0, 0, -179.0]])[0, 2] == pytest.approx(358.0)
     none = metrics.pose_mae([[0, 0, 0]], [[0, 120, 0]])

@@ -208,7 +208,8 @@ def pose_valid(gt_deg, limit: float = POSE_LIMIT_DEG) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PoseMAE:
-    """Head-pose mean absolute errors in degrees over the included images (``nan`` if none)."""
+    """Head-pose mean absolute errors in degrees over the included images (``nan`` if none), and ``bias``: the mean
+    signed error ``pred − GT`` per angle (pitch, yaw, roll), which shows a systematic part of the MAE."""
 
     pitch: float
     yaw: float
@@ -216,6 +217,7 @@ class PoseMAE:
     mean: float
     n_used: int
     n_excluded: int
+    bias: tuple[float, float, float] = (float("nan"),) * 3
 
 
 def pose_mae(pred_deg, gt_deg, limit: float = POSE_LIMIT_DEG) -> PoseMAE:
@@ -233,8 +235,10 @@ def pose_mae(pred_deg, gt_deg, limit: float = POSE_LIMIT_DEG) -> PoseMAE:
         nan = float("nan")
         return PoseMAE(nan, nan, nan, nan, 0, int(len(ok)))
     m = err[ok].mean(0)
+    signed = (np.asarray(pred_deg, dtype=np.float64).reshape(-1, 3) - np.asarray(gt_deg, dtype=np.float64).reshape(-1, 3))
+    bias = signed[ok].mean(0)
     return PoseMAE(pitch=float(m[0]), yaw=float(m[1]), roll=float(m[2]), mean=float(m.mean()),
-                   n_used=int(ok.sum()), n_excluded=int((~ok).sum()))
+                   n_used=int(ok.sum()), n_excluded=int((~ok).sum()), bias=tuple(float(b) for b in bias))
 
 
 def ced_curve(errors, max_error: float, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:

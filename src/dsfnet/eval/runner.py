@@ -89,7 +89,8 @@ def summarise(records: list[dict]) -> dict:
     if with_pose:
         m = metrics.pose_mae([r["pose_pred_deg"] for r in with_pose], [r["pose_gt_deg"] for r in with_pose])
         out["pose_mae_deg"] = {"pitch": m.pitch, "yaw": m.yaw, "roll": m.roll, "mean": m.mean,
-                               "n_used": m.n_used, "n_excluded": m.n_excluded}
+                               "n_used": m.n_used, "n_excluded": m.n_excluded,
+                               "bias": {"pitch": m.bias[0], "yaw": m.bias[1], "roll": m.bias[2]}}
     else:
         out["pose_mae_deg"] = None
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in records])) if records else None
@@ -175,6 +176,10 @@ def format_table(results: dict) -> str:
     counts = first["nme_2d"]["counts"] if first else {}
     foot = [f"{results['n_images']} images; yaw-bin counts {counts}; NME/rec in %, pose MAE in degrees "
             f"(used {first['pose_mae_deg']['n_used'] if first and first['pose_mae_deg'] else 0}, |angle|>99 excluded)."]
+    bias = [(r["predictor"], 100 * r["coverage"], (r["summary"]["pose_mae_deg"] or {}).get("bias")) for r in results["runs"]]
+    bias = [f"{p} {c:.0f}%: " + "/".join(_fmt(b[k]) for k in ("pitch", "yaw", "roll")) for p, c, b in bias if b and c == 0]
+    if bias:
+        foot.append("pose bias (mean signed pred - GT, pitch/yaw/roll, degrees): " + "; ".join(bias) + ".")
     if empty:
         foot.append(f"empty yaw bins {sorted(empty)}: shown as '-' and excluded from 'balanced'.")
     foot.append("dense: " + results["notes"]["dense"])
