@@ -345,7 +345,8 @@ def weighted_moments(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
         raise ValueError("mask applies to raw weights; pass it to normalize_weights instead")
     wn, no_weight = weights.wn.to(work), weights.no_weight
     w_row = wn.transpose(1, 2)  # (B, 1, N)
-    if _records_grad(src, dst, wn):
+    recording = _records_grad(src, dst, wn)  # yc and xw below derive from these: one decision for both products
+    if recording:
         # the same products, written so that the backward pass avoids tall-skinny batched matmuls ((B, N, 3) results),
         # which CPU BLAS runs 2-4x slower than these elementwise passes and than _CrossMoment's backward
         mu_s, mu_d = (src * w_row).sum(dim=2, keepdim=True), (dst * w_row).sum(dim=2, keepdim=True)  # (B, 3, 1)
@@ -356,7 +357,7 @@ def weighted_moments(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
     var_s = (xw * xs).sum(dim=(1, 2))
     yc = dst - mu_d
     # (B, 3, 3) = Σ w Y Xᵀ / W
-    cov = _CrossMoment.apply(yc, xw) if _records_grad(yc, xw) else torch.matmul(yc, xw.transpose(1, 2))
+    cov = _CrossMoment.apply(yc, xw) if recording else torch.matmul(yc, xw.transpose(1, 2))
     f64 = torch.float64
     return WeightedMoments(mu_s[:, :, 0].to(f64), mu_d[:, :, 0].to(f64), var_s.to(f64), cov.to(f64), no_weight)
 
