@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -69,6 +69,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _start_workers(loader: Iterable) -> Iterator:
+    """``iter(loader)`` with SIGINT/SIGTERM held back while its worker processes fork and start.
+
+    torch's worker start-up installs its own SIGTERM handler (which exits) before ``worker_init_fn`` runs; a
+    signal sent to the process group in that window would kill a worker and abort the run before the main
+    process could save. Forked workers inherit the blocked mask, so the signal stays pending in them until
+    :func:`_worker_init` ignores and unblocks it; the main process receives its own copy when the mask is lifted.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        return iter(loader)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _worker_init(worker_id: int) -> None:
     """DataLoader worker: one torch thread; python/numpy/torch seeded from the worker's torch seed.
 
@@ -76,8 +96,10 @@ def _worker_init(worker_id: int) -> None:
     process, which saves ``last.pt`` and then shuts its workers down (a worker dying first would abort the run
     before the checkpoint).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # held since the fork by _start_workers; pending copies are now dropped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     torch.set_num_threads(1)
     s = torch.initial_seed() % 2**32
     random.seed(s)
@@ -205,7 +227,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, branch:
     rows, cols = model.kpt_cells[:, 0], model.kpt_cells[:, 1]
     nmes, pred_deg, gt_deg = [], [], []
     with torch.no_grad():
-        for batch in loader:
+        for batch in _start_workers(loader):
             batch = _to_device(batch, device)
             out = model(images_to_input(batch["image"]), branch=branch)
             kpts = (out["face_uvm"][:, :, rows, cols].transpose(1, 2) * model.config.pos_scale).cpu().numpy()
@@ -472,7 +494,7 @@ class Trainer:
                 epoch = self.step // self.steps_per_epoch
                 start = (self.step % self.steps_per_epoch) * cfg.data.batch_size
                 loader = self._train_loader(epoch, start)
-                for batch in loader:
+                for batch in _start_workers(loader):
                     info = self._train_step(batch, epoch)
                     skipped += int(info.pop("skipped"))
                     for k, v in info.items():
