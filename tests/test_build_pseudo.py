@@ -140,7 +140,7 @@ def test_pseudo_build_records_failures_profiles_and_caches(tmp_path, toy, capsys
         lm = _project_keypoints(toy, s.shape, s.exp, s.pose_para, s.height())
         assert np.abs(lm - s.landmarks).max() < 1e-3
     assert len({s.identity for s in samples}) == 3
-    caches = [CropCache(out / f"cache_{k}") for k in ("train", "val") if (out / f"cache_{k}").is_dir()]
+    caches = [CropCache(out / f"cache_{k}_s64_u32") for k in ("train", "val") if (out / f"cache_{k}_s64_u32").is_dir()]
     assert sum(len(c) for c in caches) == 8
     assert "pseudo-labelled by the teacher alone" in capsys.readouterr().out
     # resumable like the ytf68 path

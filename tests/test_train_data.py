@@ -90,6 +90,26 @@ def _write_cache(folder, syn, idx, model):
             w[j] = syn[i]
 
 
+def test_build_folder_cache_of_the_model_size_is_chosen(toy, tmp_path):
+    """Caches of several sizes side by side: the one matching the model's S and U is read, whatever the other."""
+    from dsfnet.data.cache import CacheWriter, cache_folder_name, default_fields
+    from dsfnet.train.data import SyntheticFaces, open_dataset
+
+    assert cache_folder_name("train", 128, 128) == "cache_train"
+    assert cache_folder_name("val", 128, 96) == "cache_val_s128_u96"
+    model, builder = toy
+    syn = SyntheticFaces(2, builder, seed=4, image_size=128)
+    _write_cache(tmp_path / "A" / cache_folder_name("train", S, U), syn, [0, 1], model)
+    with CacheWriter(tmp_path / "A" / "cache_train", default_fields(S, 2 * U, model.n_shape, model.n_exp), 1) as w:
+        w[0] = {k: np.zeros(shape, dtype) for k, (shape, dtype) in default_fields(S, 2 * U, 1, 1).items()
+                if k not in ("shape", "exp")} | {"shape": np.zeros(model.n_shape), "exp": np.zeros(model.n_exp)}
+    ds = open_dataset(tmp_path / "A", model, augment=False)
+    assert len(ds) == 2 and np.abs(ds[1]["posmap"] - syn[1]["posmap"]).max() < 2e-3
+    (tmp_path / "A" / cache_folder_name("train", S, U) / "meta.json").unlink()  # only the other size is left
+    with pytest.raises(ValueError, match=f"--uv-size {U}"):
+        open_dataset(tmp_path / "A", model, augment=False)
+
+
 def test_several_training_sources_are_concatenated(toy, tmp_path):
     """``data.train: [A, B]``: lengths add up, items map to their part, Tm statistics cover both, val splits join."""
     from dsfnet.train.config import TrainConfig

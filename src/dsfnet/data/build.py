@@ -692,8 +692,9 @@ def format_report(report: dict) -> str:
 
 
 def build_caches(out: Path, crop_size: int, uv_size: int, face_model=None, face_model_path=None) -> dict:
-    """Precompute training crops + GT maps of ``OUT/{train,val}.jsonl`` into ``OUT/cache_{train,val}``."""
-    from dsfnet.data.cache import CacheWriter, default_fields
+    """Precompute training crops + GT maps of ``OUT/{train,val}.jsonl`` into ``OUT/cache_{train,val}`` (other
+    sizes than 128/128: ``OUT/cache_{train,val}_s{S}_u{U}``, see :func:`dsfnet.data.cache.cache_folder_name`)."""
+    from dsfnet.data.cache import CacheWriter, cache_folder_name, default_fields
     from dsfnet.data.sample import read_index
     from dsfnet.data.targets import TargetBuilder
     from dsfnet.facemodel.uv import get_uv_layout
@@ -712,7 +713,7 @@ def build_caches(out: Path, crop_size: int, uv_size: int, face_model=None, face_
         fields = default_fields(crop_size, uv_size, face_model.n_shape, face_model.n_exp)
         attrs = {"crop_size": crop_size, "uv_size": uv_size, "face_model": face_model.fingerprint,
                  "source": str(out / f"{split}.jsonl")}
-        with CacheWriter(out / f"cache_{split}", fields, len(samples), attrs=attrs) as writer:
+        with CacheWriter(out / cache_folder_name(split, crop_size, uv_size), fields, len(samples), attrs=attrs) as writer:
             for i, s in enumerate(samples):
                 writer[i] = builder.build_sample(s)
     return counts

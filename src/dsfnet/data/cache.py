@@ -29,6 +29,16 @@ from dsfnet.io.writers import atomic_write_text
 
 CACHE_VERSION = 1
 META = "meta.json"
+#: crop size S and UV size U whose caches keep the plain folder names ``cache_train`` / ``cache_val``
+DEFAULT_SIZES = (128, 128)
+
+
+def cache_folder_name(split: str, crop_size: int, uv_size: int) -> str:
+    """A build's cache folder for one split: ``cache_{split}`` at :data:`DEFAULT_SIZES`, else
+    ``cache_{split}_s{S}_u{U}``, so that caches of several sizes can sit side by side in one build folder."""
+    if (int(crop_size), int(uv_size)) == DEFAULT_SIZES:
+        return f"cache_{split}"
+    return f"cache_{split}_s{int(crop_size)}_u{int(uv_size)}"
 
 
 def default_fields(crop_size: int, uv_size: int, n_shape: int, n_exp: int) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -8,7 +8,9 @@ the trainer's :class:`~dsfnet.train.loop.SeededSamples` can make augmentation de
 * a sample cache folder (``meta.json``; :class:`dsfnet.data.cache.CropCache`), e.g. ``OUT/cache_train`` of
   ``dsfnet data build --cache``;
 * a JSON-lines index (``*.jsonl``; :func:`dsfnet.data.sample.read_index`): ground truth built on the fly;
-* a ``dsfnet data build`` output folder: its ``cache_train``/``cache_val`` if present, else ``train.jsonl``/``val.jsonl``;
+* a ``dsfnet data build`` output folder: its cache for the model's crop and UV sizes if present
+  (``cache_train_s{S}_u{U}``, or ``cache_train``; :func:`dsfnet.data.cache.cache_folder_name`), else
+  ``train.jsonl`` (``val`` likewise);
 * a list of any of these (``data.train: [A, B]`` in YAML, ``dsfnet train --data A --data B``): the sources are
   concatenated in order (:class:`ConcatSamples`); the Tm statistics (``run.tm_stats: data``) then come from
   the concatenation. Without ``data.val``, the validation set is the concatenated ``val`` splits of the build
@@ -191,19 +193,23 @@ def _augmenter(builder: Any, enabled: bool) -> Any | None:
 def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | None = None,
                  split: str = "train") -> Dataset:
     """A dataset from a cache folder, a ``.jsonl`` index or a ``dsfnet data build`` folder (module docstring)."""
+    from dsfnet.data.cache import cache_folder_name
+
     p = Path(path)
+    s, u = model.config.input_size, model.config.uv_size
     if p.is_dir() and not (p / "meta.json").is_file():
-        for cand in (p / f"cache_{split}", p / f"{split}.jsonl"):
-            if cand.exists():
+        for cand in (p / cache_folder_name(split, s, u), p / f"cache_{split}", p / f"{split}.jsonl"):
+            if (cand / "meta.json").is_file() or cand.is_file():  # a finished cache, or an index
                 p = cand
                 break
     if p.is_dir() and (p / "meta.json").is_file():
         ds = CacheDataset(p)
         attrs = ds.cache.attrs
         fs = ds.cache.fields
-        s, u = model.config.input_size, model.config.uv_size
         if fs.get("image", ((0,),))[0][0] != s or fs.get("posmap", ((0, 0),))[0][1] != u:
-            raise ValueError(f"cache {p} holds crops {fs.get('image')} / UV {fs.get('posmap')}; the model needs S={s}, U={u}")
+            raise ValueError(f"cache {p} holds crops {fs.get('image')} / UV {fs.get('posmap')}; the model needs S={s}, "
+                             f"U={u} (add a cache of that size with 'dsfnet data build ... --cache --crop-size {s} "
+                             f"--uv-size {u}')")
         fp = attrs.get("face_model_fingerprint") or attrs.get("face_model")
         want = getattr(model, "face_model_fingerprint", None)
         if fp and want and fp != want:
