@@ -23,7 +23,7 @@ def toy():
 
 
 def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path):
-    from dsfnet.model.checkpoint import CheckpointError, save_checkpoint
+    from dsfnet.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     fm, layout, model = toy
     path = save_checkpoint(tmp_path / "lite.pt", model)
@@ -33,6 +33,13 @@ def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path)
         assert torch.equal(a, b)
     with pytest.raises(CheckpointError, match="variant='lite', but 'paper'"):
         TorchRunner.from_weights("paper", path, face_model=fm)
+    # fine-tuning at another UV size starts from the same weights: none of them depends on U
+    other = create_model("lite", fm, layout=get_uv_layout(fm, 64, disk_cache=False), input_size=64, uv_size=64)
+    with pytest.raises(CheckpointError, match="uv_size=32, but 64"):
+        load_checkpoint(path, model=other)
+    load_checkpoint(path, model=other, any_uv_size=True)
+    for a, b in zip(other.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a dsfnet checkpoint"):
         TorchRunner.from_weights("lite", tmp_path / "plain.pt", face_model=fm)

@@ -114,7 +114,7 @@ def check_metadata(meta: Mapping, *, expected_variant: str | None = None, face_m
 
 def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None, *, model: torch.nn.Module | None = None,
                     face_model_fingerprint: str | None = None, input_size: int | None = None,
-                    uv_size: int | None = None) -> dict:
+                    uv_size: int | None = None, any_uv_size: bool = False) -> dict:
     """Read a checkpoint strictly and optionally load it into ``model``.
 
     Args:
@@ -123,6 +123,9 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
         model: if given, its metadata (variant, face model, sizes) must match, then the state dict is loaded
             with ``strict=True`` (persistent buffers such as ``tm_mean``/``tm_std`` included).
         face_model_fingerprint, input_size, uv_size: further expected values (None = not checked).
+        any_uv_size: load into a ``model`` of another UV size (a starting point for fine-tuning: DSFNet's
+            weights do not depend on U, the UV maps being derived from the face model; the strict state-dict load
+            still checks every tensor).
     Returns:
         The checkpoint dict (``model``, ``meta``, ``config``, optional ``train``).
     Raises:
@@ -140,7 +143,8 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     if model is not None:
         mine = model_metadata(model)
         check_metadata(meta, expected_variant=mine["variant"], face_model_fingerprint=mine["face_model_fingerprint"],
-                       input_size=mine["input_size"], uv_size=mine["uv_size"], source=str(path))
+                       input_size=mine["input_size"], uv_size=None if any_uv_size else mine["uv_size"],
+                       source=str(path))
         try:
             model.load_state_dict(ckpt["model"], strict=True)
         except RuntimeError as e:

@@ -376,9 +376,11 @@ class Trainer:
         if r.teacher_init:
             self._teacher_init(r.teacher_init)
         if r.init_weights:  # fine-tuning keeps the checkpoint's Tm statistics (its heads were trained with them)
-            load_checkpoint(r.init_weights, model=self.model)
+            ckpt = load_checkpoint(r.init_weights, model=self.model, any_uv_size=True)
             if self.is_main:
-                print(f"initialised from {r.init_weights}", file=sys.stderr)
+                was, now = ckpt["meta"].get("uv_size"), getattr(self.model.config, "uv_size", None)
+                print(f"initialised from {r.init_weights}" + (f" (trained at UV {was}, now {now})" if was != now else ""),
+                      file=sys.stderr)
         elif r.tm_stats == "data" and hasattr(self.model, "set_tm_statistics"):
             stats = _tm_statistics(train_set)
             if stats is not None:
