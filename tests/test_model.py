@@ -32,6 +32,16 @@ def test_registry_and_config() -> None:
         lite_cfg.input_size = 64  # frozen
 
 
+def test_landmarks_are_the_decoders_bilinear_reading(lite) -> None:
+    # the trainer's validation reads the 68 landmarks as inference does (UVLayout.landmarks_from_map)
+    _, layout = synthetic_face(128)
+    maps = torch.randn(2, 3, 128, 128, dtype=torch.float64)
+    got = lite.double().landmarks(maps)
+    lite.float()
+    assert got.shape == (2, 68, 3)
+    assert torch.allclose(got, torch.as_tensor(layout.landmarks_from_map(maps.numpy())), atol=1e-9)
+
+
 def test_standardize() -> None:
     img = torch.rand(2, 3, 32, 32) * 0.5 + 0.2
     out = standardize(img)

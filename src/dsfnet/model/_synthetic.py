@@ -3,7 +3,8 @@
 The surface is a smooth face-like dome with a nose bump, defined at any *fractional* UV cell, so tests can
 render exact image-space ground truth. It has the attribute names of ``dsfnet.facemodel``'s ``FaceModel`` /
 ``UVLayout`` that :class:`~dsfnet.model.dsfnet.DSFNet` reads: ``size``, ``face_mask``, ``covered``,
-``weight_mask``, ``kpt_cells`` and ``basis_maps(face_model)`` (sm units, bases per unit normalised coefficient).
+``weight_mask``, ``kpt_cells``, ``keypoints``/``vertex_cells``/``vertex_cell_weights`` (landmarks only) and
+``basis_maps(face_model)`` (sm units, bases per unit normalised coefficient).
 """
 from __future__ import annotations
 
@@ -80,6 +81,20 @@ class SyntheticLayout:
         kpts = face_cells[rng.choice(len(face_cells), 68, replace=False)]
         kpts[30] = (c, c)  # nose tip at the bump's peak
         self.kpt_cells = kpts.astype(np.int64)
+        # the 68 landmark "vertices" a quarter cell down and half a cell right of their cells (the nose tip exactly
+        # on its cell), read bilinearly like a real layout's: vertex_cells / vertex_cell_weights (68, 4)
+        self.keypoints = np.arange(68)
+        r, c = self.kpt_cells[:, 0], np.minimum(self.kpt_cells[:, 1], size - 2)
+        self.vertex_cells = np.stack([r * size + c, r * size + c + 1, (r + 1) * size + c, (r + 1) * size + c + 1], 1)
+        self.vertex_cells = np.minimum(self.vertex_cells, size * size - 1)
+        self.vertex_cell_weights = np.tile(np.array([0.375, 0.375, 0.125, 0.125], np.float32), (68, 1))
+        self.vertex_cells[30] = self.kpt_cells[30, 0] * size + self.kpt_cells[30, 1]
+        self.vertex_cell_weights[30] = [1.0, 0.0, 0.0, 0.0]
+
+    def landmarks_from_map(self, maps: np.ndarray) -> np.ndarray:
+        """``(..., C, U, U)`` → ``(..., 68, C)``: the landmarks read bilinearly (numpy)."""
+        flat = np.asarray(maps).reshape(*maps.shape[:-2], -1)[..., self.vertex_cells]  # (..., C, 68, 4)
+        return np.swapaxes((flat * self.vertex_cell_weights).sum(-1), -1, -2)
 
     def in_face(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Continuous face-mask test at fractional cells."""

@@ -139,6 +139,10 @@ class DSFNet(nn.Module):
         self.register_buffer("face_mask", face_mask.float(), persistent=False)
         self.register_buffer("weight_mask", _as_tensor(layout.weight_mask).reshape(u, u), persistent=False)
         self.register_buffer("kpt_cells", kpt, persistent=False)
+        # the landmark vertices' bilinear cells and weights (the layout's ``landmarks_from_map``, as buffers)
+        kp = np.asarray(layout.keypoints)
+        self.register_buffer("kpt_sample_cells", _as_tensor(layout.vertex_cells[kp], torch.long), persistent=False)
+        self.register_buffer("kpt_sample_weights", _as_tensor(layout.vertex_cell_weights[kp]), persistent=False)
         face_index = torch.nonzero(face_mask.reshape(-1)).reshape(-1)
         if face_index.numel() < 3:
             raise ValueError(f"the UV face mask has {face_index.numel()} cells; need at least 3")
@@ -164,6 +168,12 @@ class DSFNet(nn.Module):
         self.alignment_solver = "svd"
 
     # ------------------------------------------------------------------ helpers (all batched, traceable)
+    def landmarks(self, face_uvm: torch.Tensor) -> torch.Tensor:
+        """The 68 landmarks ``(B, 68, 3)`` of position maps ``(B, 3, U, U)``, in the maps' units: bilinear at the
+        landmark vertices' exact UV coordinates, as ``UVLayout.landmarks_from_map`` (the inference decoder)."""
+        flat = face_uvm.flatten(2)[:, :, self.kpt_sample_cells]  # (B, 3, 68, 4)
+        return (flat * self.kpt_sample_weights).sum(-1).transpose(1, 2)
+
     def set_tm_statistics(self, mean: Any, std: Any) -> None:
         """Set the Tm z-score statistics from data: ``mean``, ``std`` as ``(3, 4)`` or ``(12,)`` (model units → crop px)."""
         m, s = _as_tensor(mean).reshape(-1), _as_tensor(std).reshape(-1)

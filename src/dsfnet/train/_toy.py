@@ -3,7 +3,7 @@
 :class:`ToyNet` returns every key the losses and the validation read (``grid``, ``seg_logit``, ``seg``, ``conf``,
 ``depth``, ``shape_ms``, ``exp_ms``, ``tm_ms_z``, ``shape_is``, ``exp_is``, ``face_is``, ``face_ms``, ``kpt_f``,
 ``offset_f``, ``face_f``, ``face_uvm``, ``rotation``) and carries the buffers/attributes the trainer uses
-(``config``, ``face_mask``, ``weight_mask``, ``kpt_cells``, ``tm_mean``/``tm_std``, ``face_model_fingerprint``).
+(``config``, ``face_mask``, ``weight_mask``, ``kpt_cells``, ``landmarks()``, ``tm_mean``/``tm_std``, ``face_model_fingerprint``).
 :class:`ToyDataset` yields training-sample dicts in the shapes of ``docs``/INTERFACES.md, deterministic per index.
 """
 from __future__ import annotations
@@ -64,6 +64,10 @@ class ToyNet(nn.Module):
     def set_tm_statistics(self, mean, std) -> None:
         self.tm_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(12))
         self.tm_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(12))
+
+    def landmarks(self, face_uvm: torch.Tensor) -> torch.Tensor:
+        """``(B, 68, 3)`` map values at ``kpt_cells`` (the toy has no face model to interpolate at)."""
+        return face_uvm[:, :, self.kpt_cells[:, 0], self.kpt_cells[:, 1]].transpose(1, 2)
 
     def normalize_tm(self, tm: torch.Tensor) -> torch.Tensor:
         return (tm.reshape(tm.shape[0], 12) - self.tm_mean) / self.tm_std

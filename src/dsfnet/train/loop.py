@@ -216,7 +216,8 @@ class TrainForward(nn.Module):
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, branch: str = "fused") -> dict[str, float]:
     """68-point NME (fraction, x-y, over ``sqrt(w·h)`` of the GT box) and pose MAE (degrees) on crops.
 
-    Landmarks come from ``face_uvm`` at ``model.kpt_cells`` × ``pos_scale`` (crop px), compared with
+    Landmarks come from ``model.landmarks(face_uvm)`` × ``pos_scale`` (crop px; bilinear at the landmark
+    vertices, as in inference), compared with
     ``batch["landmarks"]`` (crop px); angles from ``rotation`` vs ``batch["pose"]`` (radians → degrees).
     """
     from dsfnet.eval.metrics import nme_2d, pose_mae
@@ -224,13 +225,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, branch:
 
     was_training = model.training
     model.eval()
-    rows, cols = model.kpt_cells[:, 0], model.kpt_cells[:, 1]
     nmes, pred_deg, gt_deg = [], [], []
     with torch.no_grad():
         for batch in _start_workers(loader):
             batch = _to_device(batch, device)
             out = model(images_to_input(batch["image"]), branch=branch)
-            kpts = (out["face_uvm"][:, :, rows, cols].transpose(1, 2) * model.config.pos_scale).cpu().numpy()
+            kpts = (model.landmarks(out["face_uvm"]) * model.config.pos_scale).cpu().numpy()
             gt = batch["landmarks"].cpu().numpy()
             for p, g in zip(kpts, gt):
                 nmes.append(nme_2d(p[:, :2], g[:, :2]) if np.isfinite(p).all() else float("nan"))
