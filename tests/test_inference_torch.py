@@ -18,7 +18,7 @@ def toy():
     fm = toy_face_model()
     layout = get_uv_layout(fm, 32, disk_cache=False)
     torch.manual_seed(0)
-    model = create_model("lite", fm, layout=layout, input_size=64, uv_size=32)
+    model = create_model("lite", fm, layout=layout, input_size=64, uv_size=32, fusion_input_stride=4)
     return fm, layout, model
 
 
@@ -34,7 +34,8 @@ def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path)
     with pytest.raises(CheckpointError, match="variant='lite', but 'paper'"):
         TorchRunner.from_weights("paper", path, face_model=fm)
     # fine-tuning at another UV size starts from the same weights: none of them depends on U
-    other = create_model("lite", fm, layout=get_uv_layout(fm, 64, disk_cache=False), input_size=64, uv_size=64)
+    other = create_model("lite", fm, layout=get_uv_layout(fm, 64, disk_cache=False), input_size=64, uv_size=64,
+                         fusion_input_stride=4)
     with pytest.raises(CheckpointError, match="uv_size=32, but 64"):
         load_checkpoint(path, model=other)
     load_checkpoint(path, model=other, any_uv_size=True)

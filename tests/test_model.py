@@ -9,18 +9,20 @@ from dsfnet.model import MobileNetV1Teacher, create_model, list_models, load_tea
 from dsfnet.model._synthetic import synthetic_face
 from dsfnet.model.config import MODEL_CONFIGS
 
+U = MODEL_CONFIGS["lite"].uv_size  # the lite network's UV maps (96²); its crops are 128²
+
 
 @pytest.fixture(scope="module")
 def lite():
     torch.manual_seed(0)
-    fm, layout = synthetic_face(128)
+    fm, layout = synthetic_face(U)
     return create_model("lite", fm, layout=layout)
 
 
 def test_registry_and_config() -> None:
     assert list_models() == ["paper", "lite"]
     lite_cfg, paper_cfg = MODEL_CONFIGS["lite"], MODEL_CONFIGS["paper"]
-    assert (lite_cfg.input_size, lite_cfg.uv_size, lite_cfg.pos_scale) == (128, 128, 140.0)
+    assert (lite_cfg.input_size, lite_cfg.uv_size, lite_cfg.pos_scale) == (128, 96, 140.0)
     assert (paper_cfg.input_size, paper_cfg.uv_size, paper_cfg.pos_scale) == (256, 256, 280.0)
     with pytest.raises(ValueError, match="unknown model variant"):
         create_model("huge")
@@ -34,8 +36,8 @@ def test_registry_and_config() -> None:
 
 def test_landmarks_are_the_decoders_bilinear_reading(lite) -> None:
     # the trainer's validation reads the 68 landmarks as inference does (UVLayout.landmarks_from_map)
-    _, layout = synthetic_face(128)
-    maps = torch.randn(2, 3, 128, 128, dtype=torch.float64)
+    _, layout = synthetic_face(U)
+    maps = torch.randn(2, 3, U, U, dtype=torch.float64)
     got = lite.double().landmarks(maps)
     lite.float()
     assert got.shape == (2, 68, 3)
@@ -59,10 +61,10 @@ def test_lite_shapes_train_and_eval(lite) -> None:
     shapes = {
         "grid": (2, 2, 128, 128), "seg": (2, 1, 128, 128), "conf": (2, 1, 128, 128), "depth": (2, 1, 128, 128),
         "shape_ms": (2, 40), "exp_ms": (2, 10), "tm_ms": (2, 3, 4), "tm_ms_z": (2, 12), "msf": (2, 64, 4, 4),
-        "shape_is": (2, 40), "exp_is": (2, 10), "offset_ms": (2, 3, 128, 128), "face_ms": (2, 3, 128, 128),
-        "d_uv": (2, 3, 128, 128), "c_uv": (2, 1, 128, 128), "m_uv": (2, 1, 128, 128), "offset_is": (2, 3, 128, 128),
-        "face_is": (2, 3, 128, 128), "offset_f": (2, 3, 128, 128), "kpt_f": (2, 3, 128, 128),
-        "face_uvm": (2, 3, 128, 128), "rotation": (2, 3, 3), "fallback": (2,),
+        "shape_is": (2, 40), "exp_is": (2, 10), "offset_ms": (2, 3, U, U), "face_ms": (2, 3, U, U),
+        "d_uv": (2, 3, U, U), "c_uv": (2, 1, U, U), "m_uv": (2, 1, U, U), "offset_is": (2, 3, U, U),
+        "face_is": (2, 3, U, U), "offset_f": (2, 3, U, U), "kpt_f": (2, 3, U, U),
+        "face_uvm": (2, 3, U, U), "rotation": (2, 3, 3), "fallback": (2,),
     }
     for k, shp in shapes.items():
         assert tuple(out[k].shape) == shp, k
@@ -209,7 +211,7 @@ def test_builds_from_facemodel_layout() -> None:
     from dsfnet.facemodel import get_uv_layout, toy_face_model
 
     fm = toy_face_model()
-    model = create_model("lite", fm, uv_size=64).eval()
+    model = create_model("lite", fm, uv_size=64, fusion_input_stride=4).eval()
     layout = get_uv_layout(fm, 64)
     assert (model.n_shape, model.n_exp) == (fm.n_shape, fm.n_exp)
     assert model.face_model_fingerprint == fm.fingerprint

@@ -202,7 +202,7 @@ def test_appendix_a_gt_heads_recover_pose(angles) -> None:
     """Spec Appendix A: GT seg/grid/depth + GT coefficients through scatter and alignment give P_gt and R."""
     u, size = 64, 256
     fm, layout = synthetic_face(u)
-    model = create_model("lite", fm, layout=layout, uv_size=u, input_size=size).eval()
+    model = create_model("lite", fm, layout=layout, uv_size=u, input_size=size, fusion_input_stride=4).eval()
     ps = model.config.pos_scale
     rng = np.random.default_rng(3)
     shape, exp = rng.normal(size=40), rng.normal(size=10)

@@ -7,6 +7,7 @@ import torch
 
 from dsfnet.model import create_model
 from dsfnet.model._synthetic import make_all_visible, synthetic_face
+from dsfnet.model.config import MODEL_CONFIGS
 from dsfnet.model.export import NETWORK_OPSET, OPSET, OnnxNetwork, OnnxParts, export_onnx, run_with_onnx
 from dsfnet.model.lifting import scatter_to_uv
 
@@ -17,7 +18,7 @@ pytest.importorskip("onnx")
 @pytest.mark.slow
 def test_onnx_lite_agrees_with_torch(tmp_path) -> None:
     torch.manual_seed(0)
-    fm, layout = synthetic_face(128)
+    fm, layout = synthetic_face(MODEL_CONFIGS["lite"].uv_size)
     model = create_model("lite", fm, layout=layout)
     # a few training-mode passes so BatchNorm statistics are not the trivial init ones
     with torch.no_grad():
@@ -85,7 +86,7 @@ def _lite_with_lifting(seed: int = 0):
     like ``test_onnx_agreement``. A noise crop then fills ~800 UV cells; an all-zero crop maps every pixel to one
     cell, fewer than ``min_visible_cells``: the fallback to the model-space branch."""
     torch.manual_seed(seed)
-    fm, layout = synthetic_face(128)
+    fm, layout = synthetic_face(MODEL_CONFIGS["lite"].uv_size)
     model = create_model("lite", fm, layout=layout)
     make_all_visible(model)
     x = torch.cat([torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)), torch.zeros(1, 3, 128, 128)])

@@ -1,9 +1,9 @@
 """The ONNX backend reproduces the PyTorch backend end to end: same Face outputs within 1e-3 image px / 1e-3 deg.
 
-The model is a seeded, randomly initialised ``lite`` network (real face model, 128² input, 128² UV) exported with
+The model is a seeded, randomly initialised ``lite`` network (real face model, 128² input, 96² UV) exported with
 the product's ``export_folder``; both backends run through ``FaceAligner`` on a batch of two crops of the bundled
 sample photo. Its image-stage convolutions are He-initialised (BatchNorm at its identity init) so the grid and
-depth heads vary over the photo and the whole image-space path runs (~1,600 visible UV cells per crop: scatter,
+depth heads vary over the photo and the whole image-space path runs (~1,000 visible UV cells per crop: scatter,
 four similarity fits, PointNet, fusion); PyTorch's default init gives near-constant heads that fall back to the
 model-space branch. The ONNX backend runs the single graph ``network.onnx`` (its fits use the SVD-free quaternion
 solver; the torch backend the SVD).
@@ -14,7 +14,7 @@ relative, so a pixel that close to a decision boundary can be scattered differen
 a random network one such flip moves the landmarks by ~0.05 px. A random network's seg and conf fields hover
 around 0.5 with many near-ties, so the test pins them (seg ≡ sigmoid(4), conf ≡ 0.5: every pixel visible, exact
 ties broken by pixel index in both backends); the grid stays random, and about 3 seeds in 8 put a pixel of these
-crops within rounding of a cell boundary. Seed 0 puts none; the test checks that the discrete choices coincide
+crops within rounding of a cell boundary (measured at 128² UV). Seed 0 puts none (at 96² and 128²); the test checks that the discrete choices coincide
 before asserting the 1e-3 px agreement, so a failure says which of the two it is. (With the trained lite weights
 no such flip occurred on 33 AFLW2000 and sample faces.)
 """

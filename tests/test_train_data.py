@@ -20,7 +20,7 @@ def toy():
 
     fm = toy_face_model()
     lay = get_uv_layout(fm, U, disk_cache=False)
-    model = create_model("lite", face_model=fm, layout=lay, input_size=S, uv_size=U)
+    model = create_model("lite", face_model=fm, layout=lay, input_size=S, uv_size=U, fusion_input_stride=4)
     return model, target_builder_for(model, fm, lay)
 
 

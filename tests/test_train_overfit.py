@@ -1,4 +1,4 @@
-"""Overfit check: the real lite network (128 crop, 128 UV) on 8 synthetic faces, every loss term active.
+"""Overfit check: the real lite network (128 crop, 96 UV) on 8 synthetic faces, every loss term active.
 
 The face model is the tiny synthetic one (``toy_face_model``: Ks = 6, Ke = 3) so that no asset is needed; the
 network, losses, lifting, PointNet, fusion and alignment are the real ones. 150 Adam steps at one torch thread
@@ -17,14 +17,14 @@ import torch
 def test_lite_overfits_eight_synthetic_faces(tmp_path):
     from dsfnet.facemodel import get_uv_layout
     from dsfnet.facemodel.synthetic import toy_face_model
-    from dsfnet.model import create_model
+    from dsfnet.model import create_model, get_config
     from dsfnet.train.config import TrainConfig
     from dsfnet.train.data import SyntheticFaces, target_builder_for
     from dsfnet.train.loop import train
 
     torch.manual_seed(0)
     fm = toy_face_model()
-    lay = get_uv_layout(fm, 128, disk_cache=False)
+    lay = get_uv_layout(fm, get_config("lite").uv_size, disk_cache=False)
     model = create_model("lite", face_model=fm, layout=lay)
     data = SyntheticFaces(8, target_builder_for(model, fm, lay), seed=0)
     cfg = TrainConfig.load("overfit", ["run.log_every=1", "run.threads=1", "run.val_every=150"])

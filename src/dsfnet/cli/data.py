@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     show.add_argument("samples", nargs="+", metavar="SAMPLE", help=".mat, image with a .mat beside it, or index.jsonl[:N]")
     show.add_argument("--output", type=Path, required=True, metavar="PNG", help="panel image to write")
     show.add_argument("--crop-size", type=int, default=128, help="crop size S (128)")
-    show.add_argument("--uv-size", type=int, default=128, help="UV map size U (128)")
+    show.add_argument("--uv-size", type=int, default=None, help="UV map size U (default: the lite model's)")
     show.add_argument("--face-model", type=Path, default=None, metavar="PATH", help="face model file (default: built-in)")
     show.add_argument("--augment", action="store_true", help="add a row with a random augmentation of each sample")
     show.add_argument("--coverage", type=float, default=0.3, help="occluder coverage of the face box (0.3)")
@@ -102,6 +102,7 @@ def run_show(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dsfnet.data.augment import Augmenter
+    from dsfnet.data.cache import lite_uv_size
     from dsfnet.data.occlusion import occlude_sample
     from dsfnet.data.targets import TargetBuilder
     from dsfnet.data.visualize import sample_panel, stack_rows
@@ -114,7 +115,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 1
     try:
         fm = load_face_model(args.face_model)
-        builder = TargetBuilder(fm, get_uv_layout(fm, args.uv_size), args.crop_size)
+        builder = TargetBuilder(fm, get_uv_layout(fm, args.uv_size or lite_uv_size()), args.crop_size)
         augmenter = Augmenter(builder) if args.augment else None
         rows = []
         for i, (title, sample) in enumerate(_expand(args.samples, args.limit)):

@@ -530,7 +530,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0, help="seed of the profiled yaws")
     parser.add_argument("--cache", action="store_true", help="also precompute crops and GT maps into OUT/cache_*")
     parser.add_argument("--crop-size", type=int, default=128, help="crop size S of the cache (128)")
-    parser.add_argument("--uv-size", type=int, default=128, help="UV size U of the cache (128)")
+    parser.add_argument("--uv-size", type=int, default=None, help="UV size U of the cache (default: the lite model's)")
     parser.add_argument("--face-model", type=Path, default=None, help="face model file (default: built-in)")
     return parser
 
@@ -691,10 +691,10 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def build_caches(out: Path, crop_size: int, uv_size: int, face_model=None, face_model_path=None) -> dict:
+def build_caches(out: Path, crop_size: int, uv_size: int | None = None, face_model=None, face_model_path=None) -> dict:
     """Precompute training crops + GT maps of ``OUT/{train,val}.jsonl`` into ``OUT/cache_{train,val}`` (other
     sizes than 128/128: ``OUT/cache_{train,val}_s{S}_u{U}``, see :func:`dsfnet.data.cache.cache_folder_name`)."""
-    from dsfnet.data.cache import CacheWriter, cache_folder_name, default_fields
+    from dsfnet.data.cache import CacheWriter, cache_folder_name, default_fields, lite_uv_size
     from dsfnet.data.sample import read_index
     from dsfnet.data.targets import TargetBuilder
     from dsfnet.facemodel.uv import get_uv_layout
@@ -703,6 +703,7 @@ def build_caches(out: Path, crop_size: int, uv_size: int, face_model=None, face_
         from dsfnet.facemodel.model import load_face_model
 
         face_model = load_face_model(face_model_path)
+    uv_size = uv_size or lite_uv_size()
     builder = TargetBuilder(face_model, get_uv_layout(face_model, uv_size), crop_size)
     counts = {}
     for split in ("train", "val"):

@@ -33,6 +33,13 @@ META = "meta.json"
 DEFAULT_SIZES = (128, 128)
 
 
+def lite_uv_size() -> int:
+    """The ``lite`` model's UV size: the default of caches and ground-truth panels (imports torch, so call late)."""
+    from dsfnet.model import get_config
+
+    return get_config("lite").uv_size
+
+
 def cache_folder_name(split: str, crop_size: int, uv_size: int) -> str:
     """A build's cache folder for one split: ``cache_{split}`` at :data:`DEFAULT_SIZES`, else
     ``cache_{split}_s{S}_u{U}``, so that caches of several sizes can sit side by side in one build folder."""

@@ -27,7 +27,7 @@ class ModelConfig:
         pointnet_widths: per-point MLP widths; pointnet_points: N points (≤ 0: all face cells).
         fusion_levels, fusion_base: UNet depth (max-pools) and level-1 width.
         fusion_shared_decoder: one decoder trunk with two heads (else two decoders).
-        fusion_input_stride: 1, or 2 / 4 to run the UNet on average-pooled maps and upsample its outputs
+        fusion_input_stride: 1, or 2 / 3 / 4 to run the UNet on average-pooled maps and upsample its outputs
             bilinearly (CPU variant; use with ``fusion_residual`` so full-resolution detail comes from the base).
         fusion_residual: UNet predicts corrections to the mean of the two branches' maps (else the maps themselves).
         seg_threshold: visible-pixel threshold on seg.
@@ -70,8 +70,8 @@ class ModelConfig:
         div = self.fusion_input_stride * 2 ** self.fusion_levels
         if self.uv_size % div:
             raise ValueError(f"uv_size {self.uv_size} must be divisible by fusion_input_stride * 2**fusion_levels = {div}")
-        if self.fusion_input_stride not in (1, 2, 4):
-            raise ValueError(f"fusion_input_stride must be 1, 2 or 4, got {self.fusion_input_stride}")
+        if self.fusion_input_stride not in (1, 2, 3, 4):
+            raise ValueError(f"fusion_input_stride must be 1, 2, 3 or 4, got {self.fusion_input_stride}")
         if self.backbone not in ("hrnet", "mobilenet"):
             raise ValueError(f"backbone must be 'hrnet' or 'mobilenet', got {self.backbone!r}")
         if self.head_kind not in ("reference", "light"):
@@ -101,11 +101,14 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
     # (conv3x3 48 ch at stride 4, 1x1 to 5 outputs, x4 bilinear),
     # GAP global feature, PointNet 32-64-128-256 on 256 points, UNet (base 8, 3 levels, shared decoder)
-    # on the 4x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean
+    # on the 3x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean.
+    # 96² UV maps (6,095 face cells): every map-sized step costs 0.56x what it does at 128², landmarks are read
+    # bilinearly (the coarser grid costs them 0.02% of the face size), and the UNet sees the same 32² grid as
+    # at 128² with 4x pooling, so weights trained at 128² carry over (docs/training.md, runs lite7 and lite8)
     "lite": ModelConfig(
-        name="lite", input_size=128, uv_size=128, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
+        name="lite", input_size=128, uv_size=96, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
         head_kind="light", head_channels=48, head_shared=True, msf_channels=64, msf_flat_channels=0,
         pointnet_widths=(32, 64, 128, 256), pointnet_points=256,
-        fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=4, fusion_residual=True,
+        fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=3, fusion_residual=True,
     ),
 }
