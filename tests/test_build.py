@@ -135,15 +135,16 @@ def test_pluggable_stages_and_format(tmp_path, toy):
 
 
 def test_cache_option_writes_training_crops(tmp_path, toy):
-    from dsfnet.data.cache import CropCache
+    from dsfnet.data.cache import CropCache, cache_folder_name, lite_uv_size
 
     src = _make_source(tmp_path, toy, n_ids=2, per_id=1)
     args = _args(src, tmp_path / "o", views=0, val_fraction=0.0)
     args.cache = True
     assert main(args, pipeline=build_pipeline({"face_model_obj": toy, "views": 0})) == 0
-    cache = CropCache(tmp_path / "o" / "cache_train")
+    u = lite_uv_size()  # the default: caches the lite model trains on
+    cache = CropCache(tmp_path / "o" / cache_folder_name("train", 128, u))
     rec = cache[0]
-    assert len(cache) == 2 and rec["image"].shape == (128, 128, 3) and rec["posmap"].shape == (3, 128, 128)
+    assert len(cache) == 2 and rec["image"].shape == (128, 128, 3) and rec["posmap"].shape == (3, u, u)
     assert rec["shape"].shape == (toy.n_shape,) and np.isfinite(rec["tm"]).all()
 
 
