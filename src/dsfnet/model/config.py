@@ -100,7 +100,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
     # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
     # (conv3x3 48 ch at stride 4, 1x1 to 5 outputs, x4 bilinear),
-    # GAP global feature, PointNet 32-64-128-256 on 256 points, UNet (base 8, 3 levels, shared decoder)
+    # GAP global feature, PointNet 32-64-128-256 on 128 points, UNet (base 8, 3 levels, shared decoder)
     # on the 3x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean.
     # 96² UV maps (6,095 face cells): every map-sized step costs 0.56x what it does at 128², landmarks are read
     # bilinearly (the coarser grid costs them 0.02% of the face size), and the UNet sees the same 32² grid as
@@ -108,7 +108,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "lite": ModelConfig(
         name="lite", input_size=128, uv_size=96, backbone="mobilenet", mobilenet_width=0.5, fpn_channels=32, fpn_stride=4,
         head_kind="light", head_channels=48, head_shared=True, msf_channels=64, msf_flat_channels=0,
-        pointnet_widths=(32, 64, 128, 256), pointnet_points=256,
+        pointnet_widths=(32, 64, 128, 256), pointnet_points=128,
         fusion_levels=3, fusion_base=8, fusion_shared_decoder=True, fusion_input_stride=3, fusion_residual=True,
     ),
 }
