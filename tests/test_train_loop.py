@@ -248,3 +248,14 @@ def test_init_weights_starts_a_fresh_schedule_from_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError):
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         train(_config(**{"run.init_weights": str(tmp_path / "bad.pt")}), tmp_path / "d")
+    # init_optimizer: Adam's moments go on from the checkpoint's (its step count too), the schedule starts afresh
+    def adam_steps(path):
+        return {float(v["step"]) for v in load_checkpoint(path, "toy")["train"]["optimizer"]["state"].values()}
+
+    init = {"run.init_weights": str(tmp_path / "a" / "last.pt"), "run.max_steps": 1}
+    assert adam_steps(tmp_path / "a" / "last.pt") == {4.0} and adam_steps(tmp_path / "b" / "last.pt") == {1.0}
+    assert train(_config(**init, **{"run.init_optimizer": True}), tmp_path / "e").step == 1
+    assert adam_steps(tmp_path / "e" / "last.pt") == {5.0}
+    ckpt_mod.release_weights(tmp_path / "a" / "last.pt", tmp_path / "released.pt")
+    with pytest.raises(ValueError, match="no optimiser state"):
+        train(_config(**{"run.init_weights": str(tmp_path / "released.pt"), "run.init_optimizer": True}), tmp_path / "f")

@@ -77,7 +77,9 @@ class RunSection:
     ``tm_stats``: ``"data"`` (Tm z-score statistics from the training set) or ``"model"`` (keep the model's);
     ``teacher_init``: path of 3DDFA_V2 MobileNet weights for the lite backbone;
     ``init_weights``: a DSFNet checkpoint or released weights file to start from (fine-tuning: model weights and
-    Tm statistics are taken from it; optimiser, schedule and step start afresh).
+    Tm statistics are taken from it; schedule and step start afresh); ``init_optimizer``: also take the
+    optimiser's state (Adam's moments) from that checkpoint when it has one, so that the first steps of a
+    fine-tune do not move every weight by about the learning rate.
     """
 
     seed: int = 0
@@ -90,6 +92,7 @@ class RunSection:
     tm_stats: str = "data"
     teacher_init: str | None = None
     init_weights: str | None = None
+    init_optimizer: bool = False
     device: str = "cpu"
     progress: bool = True
 
