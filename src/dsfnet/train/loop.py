@@ -377,10 +377,10 @@ class Trainer:
             self._teacher_init(r.teacher_init)
         if r.init_weights:  # fine-tuning keeps the checkpoint's Tm statistics (its heads were trained with them)
             ckpt = load_checkpoint(r.init_weights, model=self.model, any_uv_size=True)
-            state = (ckpt.get("train") or {}).get("optimizer")
-            if r.init_optimizer and state is None:
-                raise ValueError(f"run.init_optimizer: {r.init_weights} holds no optimiser state (released weights?)")
             if r.init_optimizer:  # the schedule sets every group's learning rate at each step
+                state = (ckpt.get("train") or {}).get("optimizer")
+                if state is None:
+                    raise ValueError(f"run.init_optimizer: {r.init_weights} holds no optimiser state (released weights?)")
                 self.optimizer.load_state_dict(state)
             if self.is_main:
                 was, now = ckpt["meta"].get("uv_size"), getattr(self.model.config, "uv_size", None)
