@@ -142,6 +142,20 @@ def test_training_writes_run_folder_and_lowers_loss(tmp_path):
     assert train(cfg, tmp_path / "run").step == 16
 
 
+def test_keep_epochs_leaves_one_checkpoint_per_epoch(tmp_path):
+    from dsfnet.train.loop import epoch_checkpoint_name
+
+    train(_config(**{"optim.epochs": 3, "run.keep_epochs": True}), tmp_path / "run")
+    kept = [epoch_checkpoint_name(e) for e in (1, 2, 3)]
+    assert kept == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
+    assert sorted(p.name for p in (tmp_path / "run").glob("epoch_*.pt")) == kept
+    steps = [load_checkpoint(tmp_path / "run" / k, "toy")["train"]["step"] for k in kept]
+    assert steps == [4, 8, 12]  # 4 steps per epoch: each file is its epoch's end
+    last = load_checkpoint(tmp_path / "run" / "last.pt", "toy")["model"]
+    final = load_checkpoint(tmp_path / "run" / kept[-1], "toy")["model"]
+    assert all(torch.equal(last[k], final[k]) for k in last)
+
+
 def test_resume_continues_at_same_step_with_identical_parameters(tmp_path):
     cfg = _config(**{"optim.epochs": 2})  # 2 epochs x 4 steps; teacher forcing and stage changes on the way
     full = train(cfg, tmp_path / "full")

@@ -79,7 +79,8 @@ class RunSection:
     ``init_weights``: a DSFNet checkpoint or released weights file to start from (fine-tuning: model weights and
     Tm statistics are taken from it; schedule and step start afresh); ``init_optimizer``: also take the
     optimiser's state (Adam's moments) from that checkpoint when it has one, so that the first steps of a
-    fine-tune do not move every weight by about the learning rate.
+    fine-tune do not move every weight by about the learning rate; ``keep_epochs``: also keep each epoch's
+    end-of-epoch checkpoint as ``epoch_NNN.pt`` (for checkpoint averaging; ~3× the model size each).
     """
 
     seed: int = 0
@@ -93,6 +94,7 @@ class RunSection:
     teacher_init: str | None = None
     init_weights: str | None = None
     init_optimizer: bool = False
+    keep_epochs: bool = False
     device: str = "cpu"
     progress: bool = True
 

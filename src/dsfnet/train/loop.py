@@ -5,6 +5,7 @@ Run folder layout (``run_dir``)::
     config.yaml   the resolved TrainConfig (rebuild any run: ``TrainConfig.load(run_dir / "config.yaml")``)
     last.pt       latest checkpoint (every ``run.checkpoint_minutes``, each epoch end, and on stop)
     best.pt       best validation 68-point NME (of the current stage's forward branch; reset when it changes)
+    epoch_NNN.pt  each epoch's end-of-epoch checkpoint, with ``run.keep_epochs`` (for checkpoint averaging)
     metrics.csv   one row per ``run.log_every`` steps and per validation
 
 Resume is automatic: if ``last.pt`` exists, model, optimiser, epoch/step, RNG states and the best metric are
@@ -45,6 +46,11 @@ from dsfnet.train.config import TrainConfig, save_config
 from dsfnet.train.losses import TERMS, LossContext, active_weights, compute_losses, stage_at
 
 LAST, BEST, CSV_NAME, CONFIG_NAME = "last.pt", "best.pt", "metrics.csv", "config.yaml"
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """File name of the checkpoint kept at the end of ``epoch`` (1-based) when ``run.keep_epochs`` is set."""
+    return f"epoch_{epoch:03d}.pt"
 CSV_FIELDS = ["time", "epoch", "step", "stage", "lr", "loss", *TERMS, "grad_norm", "samples_per_s", "skipped",
               "val_nme", "val_pose_mae"]
 
@@ -625,6 +631,8 @@ class Trainer:
                     save_checkpoint(self.run_dir / BEST, self.model, config=self.config.to_dict(),
                                     train_state=self._train_state())
         self.save(LAST)
+        if r.keep_epochs and abs(epoch_done - round(epoch_done)) < 1e-9:
+            self.save(epoch_checkpoint_name(round(epoch_done)))
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
