@@ -80,7 +80,9 @@ class RunSection:
     Tm statistics are taken from it; schedule and step start afresh); ``init_optimizer``: also take the
     optimiser's state (Adam's moments) from that checkpoint when it has one, so that the first steps of a
     fine-tune do not move every weight by about the learning rate; ``keep_epochs``: also keep each epoch's
-    end-of-epoch checkpoint as ``epoch_NNN.pt`` (for checkpoint averaging; ~3× the model size each).
+    end-of-epoch checkpoint as ``epoch_NNN.pt`` (for checkpoint averaging; ~3× the model size each);
+    ``precise_bn_batches``: at each epoch end, before validation and saving, replace the BatchNorm running statistics
+    by their average over this many augmented training batches (:mod:`dsfnet.train.batchnorm`; 0 = off).
     """
 
     seed: int = 0
@@ -95,6 +97,7 @@ class RunSection:
     init_weights: str | None = None
     init_optimizer: bool = False
     keep_epochs: bool = False
+    precise_bn_batches: int = 0
     device: str = "cpu"
     progress: bool = True
 

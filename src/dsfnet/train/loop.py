@@ -562,6 +562,21 @@ class Trainer:
                           pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(
                               self.config.run.seed * 100003 + epoch))
 
+    def _precise_batchnorm(self, n_batches: int) -> None:
+        """BatchNorm running statistics from ``n_batches`` random training batches of the current epoch's augmentation."""
+        from dsfnet.train.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
+
+        if not batchnorm_layers(self.model):
+            return
+        d = self.config.data
+        g = torch.Generator().manual_seed(self.config.run.seed * 100003 + self.step)
+        n = min(n_batches * d.batch_size, len(self.train_set))
+        subset = torch.utils.data.Subset(self.train_set, torch.randperm(len(self.train_set), generator=g)[:n].tolist())
+        loader = DataLoader(subset, batch_size=d.batch_size, num_workers=d.num_workers, drop_last=True,
+                            worker_init_fn=_worker_init if d.num_workers else None)
+        recompute_batchnorm_statistics(self.model, _start_workers(loader),
+                                       lambda m, b: m(images_to_input(_to_device(b, self.device)["image"])))
+
     def _val_loader(self) -> DataLoader | None:
         if self.val_set is None or len(self.val_set) == 0:  # type: ignore[arg-type]
             return None
@@ -614,6 +629,8 @@ class Trainer:
         val_due = r.val_every > 0 and (abs(epoch_done / r.val_every - round(epoch_done / r.val_every)) < 1e-9
                                        or self.step == self.total_steps)
         metrics = None
+        if self.is_main and r.precise_bn_batches > 0:  # other ranks get these statistics from save()'s broadcast
+            self._precise_batchnorm(r.precise_bn_batches)
         if self.is_main and val_due:
             loader = self._val_loader()
             if loader is not None:
