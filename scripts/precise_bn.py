@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import DataLoader, Subset
 
 from dsfnet.model import create_model
 from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dsfnet.train.batchnorm import recompute_batchnorm_statistics
-from dsfnet.train.data import open_dataset
+from dsfnet.train.data import ConcatSamples, open_dataset
 from dsfnet.train.loop import SeededSamples, images_to_input
 
 
@@ -38,10 +38,12 @@ def main() -> None:
     recorded.pop("name", None)
     model = create_model(meta["variant"], **recorded)
     load_checkpoint(args.source, meta["variant"], model=model)
-    train = ConcatDataset([open_dataset(d, model, augment=True, split="train") for d in args.data])
+    # each sample's augmentation is drawn from (seed, 0, index), as the trainer's SeededSamples does
+    train = SeededSamples(ConcatSamples([open_dataset(d, model, augment=True, split="train") for d in args.data]),
+                          args.seed)
     n = min(args.batches * args.batch_size, len(train))
     picked = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()
-    loader = DataLoader(SeededSamples(Subset(train, picked), args.seed), batch_size=args.batch_size, drop_last=True)
+    loader = DataLoader(Subset(train, picked), batch_size=args.batch_size, drop_last=True)
     used = recompute_batchnorm_statistics(model, loader, lambda m, b: m(images_to_input(b["image"])))
     save_checkpoint(args.target, model, config=ckpt.get("config"))
     print(f"BatchNorm statistics from {used} batches of {args.batch_size} -> {args.target}")
