@@ -46,13 +46,13 @@ from dsfnet.train.config import TrainConfig, save_config
 from dsfnet.train.losses import TERMS, LossContext, active_weights, compute_losses, stage_at
 
 LAST, BEST, CSV_NAME, CONFIG_NAME = "last.pt", "best.pt", "metrics.csv", "config.yaml"
+CSV_FIELDS = ["time", "epoch", "step", "stage", "lr", "loss", *TERMS, "grad_norm", "samples_per_s", "skipped",
+              "val_nme", "val_pose_mae"]
 
 
 def epoch_checkpoint_name(epoch: int) -> str:
     """File name of the checkpoint kept at the end of ``epoch`` (1-based) when ``run.keep_epochs`` is set."""
     return f"epoch_{epoch:03d}.pt"
-CSV_FIELDS = ["time", "epoch", "step", "stage", "lr", "loss", *TERMS, "grad_norm", "samples_per_s", "skipped",
-              "val_nme", "val_pose_mae"]
 
 
 @dataclass
