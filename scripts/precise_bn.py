@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from dsfnet.model import create_model
-from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, recorded_model_config, save_checkpoint
 from dsfnet.train.batchnorm import recompute_batchnorm_statistics
 from dsfnet.train.data import ConcatSamples, open_dataset
 from dsfnet.train.loop import SeededSamples, images_to_input
@@ -34,9 +34,7 @@ def main() -> None:
 
     ckpt = read_checkpoint(args.source)
     meta = ckpt["meta"]
-    recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
-    recorded.pop("name", None)
-    model = create_model(meta["variant"], **recorded)
+    model = create_model(meta["variant"], **recorded_model_config(meta))
     load_checkpoint(args.source, meta["variant"], model=model)
     # each sample's augmentation is drawn from (seed, 0, index), as the trainer's SeededSamples does
     train = SeededSamples(ConcatSamples([open_dataset(d, model, augment=True, split="train") for d in args.data]),

@@ -186,13 +186,12 @@ class TorchRunner:
         Raises :class:`WeightsNotFoundError` when no file is found.
         """
         from dsfnet.model import create_model, get_config
-        from dsfnet.model.checkpoint import check_metadata, load_checkpoint, read_checkpoint
+        from dsfnet.model.checkpoint import check_metadata, load_checkpoint, read_checkpoint, recorded_model_config
 
         path = resolve_weights(config, "torch", weights)
         meta = read_checkpoint(path)["meta"]
         check_metadata(meta, expected_variant=config, source=str(path))
-        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
-        recorded.pop("name", None)
+        recorded = recorded_model_config(meta)
         if face_model is None:
             from dsfnet.facemodel.model import load_face_model
 
@@ -250,6 +249,7 @@ class OnnxRunner:
         import json
 
         from dsfnet.model import get_config
+        from dsfnet.model.checkpoint import recorded_model_config
         from dsfnet.model.export import NETWORK_FILE, OnnxNetwork, embedded_metadata
 
         self.folder = Path(folder)
@@ -272,8 +272,7 @@ class OnnxRunner:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("variant") != config:
             raise ValueError(f"{self.folder} holds the {meta.get('variant')!r} model, not {config!r}")
-        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
-        recorded.pop("name", None)
+        recorded = recorded_model_config(meta)
         if face_model is None:
             from dsfnet.facemodel.model import load_face_model
 

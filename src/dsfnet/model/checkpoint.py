@@ -58,6 +58,14 @@ def model_metadata(model: Any) -> dict:
     }
 
 
+def recorded_model_config(meta: Mapping) -> dict:
+    """The ``ModelConfig`` fields a checkpoint's ``meta`` records, as ``create_model`` overrides (lists back to
+    tuples, without ``name``)."""
+    recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("model_config") or {}).items()}
+    recorded.pop("name", None)
+    return recorded
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: Mapping | None = None,
                     train_state: Mapping | None = None) -> Path:
     """Write a checkpoint atomically: ``torch.save`` to a temp file in the same folder, then ``os.replace``.
