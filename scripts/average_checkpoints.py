@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from dsfnet.model import create_model
-from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, recorded_model_config, save_checkpoint
+from dsfnet.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from dsfnet.train.averaging import average_state_dicts
 
 
@@ -24,10 +24,8 @@ def main() -> None:
     ap.add_argument("--as-default", action="store_true", help="rebuild with the variant's default configuration")
     args = ap.parse_args()
 
-    first = read_checkpoint(args.sources[0])
+    model, first = model_from_checkpoint(args.sources[0])
     variant = first["meta"]["variant"]
-    recorded = recorded_model_config(first["meta"])
-    model = create_model(variant, **recorded)
     states = []
     for path in args.sources:
         load_checkpoint(path, variant, model=model)  # strict: same variant, face model, sizes, tensors

@@ -13,8 +13,7 @@ import argparse
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from dsfnet.model import create_model
-from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, recorded_model_config, save_checkpoint
+from dsfnet.model.checkpoint import model_from_checkpoint, save_checkpoint
 from dsfnet.train.batchnorm import recompute_batchnorm_statistics
 from dsfnet.train.data import ConcatSamples, open_dataset
 from dsfnet.train.loop import SeededSamples, images_to_input
@@ -32,10 +31,7 @@ def main() -> None:
     if args.batches < 1 or args.batch_size < 2:
         ap.error("--batches must be >= 1 and --batch-size >= 2")
 
-    ckpt = read_checkpoint(args.source)
-    meta = ckpt["meta"]
-    model = create_model(meta["variant"], **recorded_model_config(meta))
-    load_checkpoint(args.source, meta["variant"], model=model)
+    model, ckpt = model_from_checkpoint(args.source)
     # each sample's augmentation is drawn from (seed, 0, index), as the trainer's SeededSamples does
     train = SeededSamples(ConcatSamples([open_dataset(d, model, augment=True, split="train") for d in args.data]),
                           args.seed)

