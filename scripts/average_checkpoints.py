@@ -26,8 +26,8 @@ def main() -> None:
 
     model, first = model_from_checkpoint(args.sources[0])
     variant = first["meta"]["variant"]
-    states = []
-    for path in args.sources:
+    states = [{k: v.clone() for k, v in model.state_dict().items()}]
+    for path in args.sources[1:]:
         load_checkpoint(path, variant, model=model)  # strict: same variant, face model, sizes, tensors
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     if args.as_default:

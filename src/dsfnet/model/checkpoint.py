@@ -149,16 +149,19 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     check_metadata(meta, expected_variant=expected_variant, face_model_fingerprint=face_model_fingerprint,
                    input_size=input_size, uv_size=uv_size, source=str(path))
     if model is not None:
-        mine = model_metadata(model)
-        check_metadata(meta, expected_variant=mine["variant"], face_model_fingerprint=mine["face_model_fingerprint"],
-                       input_size=mine["input_size"], uv_size=None if any_uv_size else mine["uv_size"],
-                       source=str(path))
-        try:
-            model.load_state_dict(ckpt["model"], strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not fit the {mine['variant']} model: {e}") from e
+        _load_into(model, ckpt, source=str(path), any_uv_size=any_uv_size)
     return ckpt
 
+
+def _load_into(model: torch.nn.Module, ckpt: Mapping, *, source: str, any_uv_size: bool = False) -> None:
+    """Load a read checkpoint's weights into ``model`` strictly, after checking its metadata against the model's."""
+    mine = model_metadata(model)
+    check_metadata(ckpt["meta"], expected_variant=mine["variant"], face_model_fingerprint=mine["face_model_fingerprint"],
+                   input_size=mine["input_size"], uv_size=None if any_uv_size else mine["uv_size"], source=source)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: weights do not fit the {mine['variant']} model: {e}") from e
 
 
 def model_from_checkpoint(path: str | os.PathLike, expected_variant: str | None = None, *, face_model: Any = None,
@@ -190,8 +193,9 @@ def model_from_checkpoint(path: str | os.PathLike, expected_variant: str | None 
 
         layout = get_uv_layout(face_model, uv_size)
     model = create_model(variant, face_model, layout=layout, **recorded)
-    load_checkpoint(path, variant, model=model)
+    _load_into(model, ckpt, source=str(path))
     return model, ckpt
+
 
 #: recorded in released weights (the face model, and hence the weights, are BFM-derived)
 WEIGHTS_LICENCE = ("non-commercial research only: derived from the Basel Face Model 2009 "
