@@ -41,8 +41,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     build.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     build.set_defaults(func=run_build)
 
+    conv = sub.add_parser(
+        "convention",
+        help="measure how a 68-landmark set's annotations sit against the teacher's placement",
+        description=(
+            "Run the 3DDFA_V2 teacher on every annotated face of a ytf68-style folder and fit one similarity "
+            "(scale about the inner points' centre, shift in face units) taking the annotations' inner points to "
+            "the teacher's; write it as JSON for `dsfnet data build --annotation-correction` "
+            "(dsfnet.data.convention)."
+        ),
+    )
+    conv.add_argument("source", type=Path, help="ytf68-style folder (landmarks.jsonl + images)")
+    conv.add_argument("--out", type=Path, required=True, metavar="JSON", help="correction file to write")
+    conv.add_argument("--teacher-dir", type=Path, default=None,
+                      help="3DDFA_V2 folder (default: $DSFNET_TEACHER_DIR)")
+    conv.add_argument("--splits", default="training", help="source splits to use, comma-separated (training)")
+    conv.add_argument("--max-yaw", type=float, default=30.0, help="leave out faces the teacher turns further (30 deg)")
+    conv.add_argument("--limit", type=int, default=None, help="only the first N faces (sorted by name)")
+    conv.set_defaults(func=run_convention)
+
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
+
+
+def run_convention(args: argparse.Namespace) -> int:
+    """Estimate the annotation correction and write it; 0, or 1 with a message on stderr."""
+    import json
+    import os
+
+    from dsfnet.data.convention import estimate_against_teacher
+
+    teacher_dir = args.teacher_dir or os.environ.get("DSFNET_TEACHER_DIR")
+    if not teacher_dir:
+        print("dsfnet data convention: give --teacher-dir or $DSFNET_TEACHER_DIR", file=sys.stderr)
+        return 1
+    splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
+    try:
+        corr, summary = estimate_against_teacher(args.source, teacher_dir, splits, args.max_yaw, limit=args.limit,
+                                                 progress=True)
+        corr.save(args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"dsfnet data convention: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ Two kinds of source folder:
   split; the ``source`` tag of the samples is ``--source-name`` (default: SRC's folder name) and
   ``<source>/profiled`` for profiled views. The teacher is required.
 
-Per face (an *item*) of a ytf68 source, a pipeline of pluggable stages:
+Per face (an *item*) of a ytf68 source, a pipeline of pluggable stages (after the optional
+``--annotation-correction``, :class:`dsfnet.data.convention.AnnotationCorrection`, has moved every annotation to
+the teacher's placement):
 
 1. **init**: the 3DDFA_V2 teacher (:mod:`dsfnet.data.teacher`, weights folder from ``--teacher-dir`` or
    ``$DSFNET_TEACHER_DIR``) predicts pose/shape/expression from the landmark crop; without a teacher the fit
@@ -63,7 +65,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -532,6 +534,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--crop-size", type=int, default=128, help="crop size S of the cache (128)")
     parser.add_argument("--uv-size", type=int, default=None, help="UV size U of the cache (default: the lite model's)")
     parser.add_argument("--face-model", type=Path, default=None, help="face model file (default: built-in)")
+    parser.add_argument("--annotation-correction", type=Path, default=None, metavar="JSON",
+                        help="move every annotation by this similarity before the fit (`dsfnet data convention`: "
+                             "the annotations' average offset from the teacher's placement); kept in "
+                             "OUT/annotation_correction.json, and a rerun must give the same file")
     return parser
 
 
@@ -561,6 +567,9 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
                                     "folder (for a folder of images without landmarks use --pseudo)")
         items = read_items(args.source, splits, args.val_fraction, args.limit)
         what = f"faces in {args.source} for splits {splits}"
+    correction = _annotation_correction(out, getattr(args, "annotation_correction", None), pseudo)
+    if correction is not None:
+        items = [replace(it, landmarks=correction.apply(it.landmarks)) for it in items]
     if not items:
         print(f"dsfnet data build: no {what}", file=sys.stderr)
         return 1
@@ -580,6 +589,8 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
     elapsed = time.perf_counter() - t0
     records = _load_records(out, items)
     report = summarize(records, elapsed=elapsed, n_built_now=len(todo))
+    if correction is not None:
+        report["annotation_correction"] = correction.to_json()
     _write_indexes(out, records)
     if args.cache:
         fm = pipeline.face_model if pipeline is not None else None
@@ -589,6 +600,30 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     print(format_report(report))
     return 0 if report["samples"] > 0 else 1
+
+
+def _annotation_correction(out: Path, path: Path | None, pseudo: bool):
+    """The build's :class:`~dsfnet.data.convention.AnnotationCorrection` (or None): ``path``'s, recorded in
+    ``OUT/annotation_correction.json`` on first use; a rerun must not change or drop it (the built items carry it)."""
+    from dsfnet.data.convention import AnnotationCorrection
+
+    recorded = out / "annotation_correction.json"
+    previous = AnnotationCorrection.load(recorded) if recorded.is_file() else None
+    if path is None:
+        if previous is not None:
+            raise ValueError(f"{out} was built with an annotation correction ({recorded}); "
+                             "give the same --annotation-correction to resume")
+        return None
+    if pseudo:
+        raise ValueError("--annotation-correction applies to annotated landmarks, not to --pseudo builds")
+    correction = AnnotationCorrection.load(path)
+    if previous is not None and previous != correction:
+        raise ValueError(f"{out} was built with another annotation correction ({recorded}): "
+                         f"{previous.to_json()} vs {correction.to_json()}")
+    if previous is None:
+        out.mkdir(parents=True, exist_ok=True)
+        correction.save(recorded)
+    return correction
 
 
 def _run(todo: list[Item], config: dict, workers: int, pipeline: Pipeline | None) -> None:
