@@ -35,7 +35,7 @@ def _face(rng=None, roll=0.0, size=100.0, centre=(200.0, 150.0)):
     return np.asarray(centre) + size * p @ np.array([[c, s], [-s, c]])
 
 
-def test_face_frame_axes_unit_and_round_trip():
+def test_convention_face_frame_axes_unit_and_round_trip():
     p = _face(roll=np.radians(20))
     origin, axes, unit = face_frame(p)
     assert np.allclose(origin, p[17:].mean(0))
