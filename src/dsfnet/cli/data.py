@@ -69,11 +69,12 @@ def run_convention(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from dsfnet.data.build import ENV_TEACHER
     from dsfnet.data.convention import estimate_against_teacher
 
-    teacher_dir = args.teacher_dir or os.environ.get("DSFNET_TEACHER_DIR")
+    teacher_dir = args.teacher_dir or os.environ.get(ENV_TEACHER)
     if not teacher_dir:
-        print("dsfnet data convention: give --teacher-dir or $DSFNET_TEACHER_DIR", file=sys.stderr)
+        print(f"dsfnet data convention: give --teacher-dir or ${ENV_TEACHER}", file=sys.stderr)
         return 1
     splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
     try:
