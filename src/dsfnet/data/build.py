@@ -574,6 +574,8 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
         print(f"dsfnet data build: no {what}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
+    if correction is not None:
+        correction.save(out / CORRECTION_FILE)  # the same file a resume has just been checked against
     done = {p.stem for p in (out / "items").glob("*.json")} if (out / "items").is_dir() else set()
     todo = [it for it in items if it.key not in done]
     distinct = f", {len({it.identity for it in items})} distinct by pixels" if pseudo else ""
@@ -602,12 +604,17 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
     return 0 if report["samples"] > 0 else 1
 
 
+#: where a build records its annotation correction (``--annotation-correction``)
+CORRECTION_FILE = "annotation_correction.json"
+
+
 def _annotation_correction(out: Path, path: Path | None, pseudo: bool):
-    """The build's :class:`~dsfnet.data.convention.AnnotationCorrection` (or None): ``path``'s, recorded in
-    ``OUT/annotation_correction.json`` on first use; a rerun must not change or drop it (the built items carry it)."""
+    """The build's :class:`~dsfnet.data.convention.AnnotationCorrection` (or None): ``path``'s, checked against the
+    one recorded in ``OUT/`` :data:`CORRECTION_FILE` by an earlier run (a rerun must not change or drop it: the built
+    items carry it). Writes nothing; :func:`main` records it once the build starts."""
     from dsfnet.data.convention import AnnotationCorrection
 
-    recorded = out / "annotation_correction.json"
+    recorded = out / CORRECTION_FILE
     previous = AnnotationCorrection.load(recorded) if recorded.is_file() else None
     if path is None:
         if previous is not None:
@@ -620,9 +627,6 @@ def _annotation_correction(out: Path, path: Path | None, pseudo: bool):
     if previous is not None and previous != correction:
         raise ValueError(f"{out} was built with another annotation correction ({recorded}): "
                          f"{previous.to_json()} vs {correction.to_json()}")
-    if previous is None:
-        out.mkdir(parents=True, exist_ok=True)
-        correction.save(recorded)
     return correction
 
 
