@@ -63,6 +63,7 @@ class AugmentConfig:
     noise_std: float = 6.0         # grey levels
     occlude_prob: float = 0.5      # synthetic occluder (dsfnet.data.occlusion), seg cleared under it
     occlude_coverage: tuple[float, float] = (0.1, 0.5)  # fraction of the landmark box
+    occlude_anchored: float = 0.0  # of the occluded samples, the fraction with a landmark-anchored occluder
 
 
 def similarity_about_centre(size: int, angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
@@ -81,13 +82,15 @@ class Augmenter:
         builder: the builder that made the samples (UV layout, crop size, codec, basis maps, renderer).
         config: probabilities and ranges.
         pool: optional images (``(h, w, 3)`` uint8 RGB) to cut occluder textures from.
+        templates: optional :class:`~dsfnet.data.anchored_occluders.MaskTemplates` for face-mask occluders.
     """
 
     def __init__(self, builder: TargetBuilder, config: AugmentConfig = AugmentConfig(),
-                 pool: list[np.ndarray] | None = None) -> None:
+                 pool: list[np.ndarray] | None = None, templates=None) -> None:
         self.builder = builder
         self.config = config
         self.pool = pool
+        self.templates = templates
         lay = builder.layout
         u = builder.uv_size
         self.flip_perm = np.asarray(lay.flip_perm, dtype=np.int64)
@@ -199,7 +202,8 @@ class Augmenter:
         tx, ty = rng.uniform(-cfg.translate, cfg.translate, size=2) * s
         out = self.warp(out, similarity_about_centre(s, angle, scale, tx, ty))
         if rng.random() < cfg.occlude_prob:
-            out = occlude_sample(out, rng, pool=self.pool, coverage_range=cfg.occlude_coverage)
+            out = occlude_sample(out, rng, pool=self.pool, coverage_range=cfg.occlude_coverage,
+                                 anchored_prob=cfg.occlude_anchored, templates=self.templates)
         else:
             out["occluder"] = np.zeros((s, s), dtype=np.float32)
         out["image"] = self.photometric(out["image"], rng)

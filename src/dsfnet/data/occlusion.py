@@ -85,7 +85,8 @@ def _wavy_outline(rng: np.random.Generator, n_harm: int, amp: float, aspect: flo
     return np.stack([c * x - s * y, s * x + c * y], axis=1) * 0.5
 
 
-def _capsule(p0: np.ndarray, p1: np.ndarray, radius: float, n: int = 10) -> np.ndarray:
+def capsule(p0: np.ndarray, p1: np.ndarray, radius: float, n: int = 10) -> np.ndarray:
+    """Outline ``(2n, 2)`` of a stadium: the segment ``p0 → p1`` thickened by ``radius`` with round ends."""
     d = p1 - p0
     ang = np.arctan2(d[1], d[0])
     a1 = ang + np.linspace(-np.pi / 2, np.pi / 2, n)          # round end around p1
@@ -95,8 +96,9 @@ def _capsule(p0: np.ndarray, p1: np.ndarray, radius: float, n: int = 10) -> np.n
     return np.concatenate([end1, end0])
 
 
-def _hand_outline(rng: np.random.Generator) -> list[np.ndarray]:
-    """Palm ellipse at the origin, fingers pointing up (-y) before a random rotation; ~1 unit tall."""
+def hand_outline(rng: np.random.Generator, rotate: bool = True) -> list[np.ndarray]:
+    """A hand ~1 unit tall as polygons: palm ellipse, four finger capsules and a thumb, fingers pointing up (-y),
+    centred between palm and fingers; turned by a random angle when ``rotate``."""
     polys = []
     pw, ph = 0.26 * rng.uniform(0.9, 1.1), 0.3 * rng.uniform(0.9, 1.1)
     t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
@@ -107,12 +109,12 @@ def _hand_outline(rng: np.random.Generator) -> list[np.ndarray]:
         ang = -np.pi / 2 + (i - 1.5) * spread
         length = 0.42 * (1.0, 1.12, 1.08, 0.85)[i] * rng.uniform(0.85, 1.1)
         tip = base + length * np.array([np.cos(ang), np.sin(ang)])
-        polys.append(_capsule(base, tip, 0.055 * rng.uniform(0.9, 1.15)))
+        polys.append(capsule(base, tip, 0.055 * rng.uniform(0.9, 1.15)))
     side = rng.choice([-1.0, 1.0])
     base = np.array([side * pw * 0.8, 0.05])
     ang = -np.pi / 2 + side * rng.uniform(0.6, 1.1)
-    polys.append(_capsule(base, base + 0.35 * np.array([np.cos(ang), np.sin(ang)]), 0.065))
-    a = rng.uniform(-np.pi, np.pi)
+    polys.append(capsule(base, base + 0.35 * np.array([np.cos(ang), np.sin(ang)]), 0.065))
+    a = rng.uniform(-np.pi, np.pi) if rotate else 0.0
     c, s = np.cos(a), np.sin(a)
     rot = np.array([[c, -s], [s, c]])
     centre = np.array([0.0, -0.15])  # scale about the middle of the hand, not the palm
@@ -174,7 +176,7 @@ def occluder_mask(hw: tuple[int, int], face_box, coverage: float, rng: np.random
         elif kind == "ellipse":
             local = [_wavy_outline(rng, 3, 0.06, rng.uniform(0.6, 1.6))]
         else:
-            local = [p * rng.uniform(0.9, 1.1) for p in _hand_outline(rng)]
+            local = [p * rng.uniform(0.9, 1.1) for p in hand_outline(rng)]
     if coverage <= 0:
         return np.zeros(hw, dtype=bool)
 
@@ -286,22 +288,44 @@ def occlude(image: np.ndarray, face_box, coverage: float, rng: np.random.Generat
                      coverage=box_coverage(mask, fb), kind=kind)
 
 
+#: relative frequency of the landmark-anchored kinds (:mod:`dsfnet.data.anchored_occluders`) when one is drawn
+ANCHORED_WEIGHTS = {"facemask": 0.4, "hand": 0.2, "sunglasses": 0.12, "object": 0.1, "scarf": 0.1, "hair": 0.08}
+
+
 def occlude_sample(sample: dict, rng: np.random.Generator, coverage: float | None = None, *, kind: str | None = None,
-                   pool: Sequence[np.ndarray] | None = None, coverage_range: tuple[float, float] = (0.1, 0.5)) -> dict:
+                   pool: Sequence[np.ndarray] | None = None, coverage_range: tuple[float, float] = (0.1, 0.5),
+                   anchored_prob: float = 0.0, templates=None) -> dict:
     """Occlude a training-sample dict (``image (S, S, 3)``, ``seg (S, S)``, ``landmarks (68, 3)`` crop px).
 
-    The face box is the bounding box of the sample's landmarks; ``coverage`` defaults to
-    ``U(coverage_range)``. Returns a new dict with the occluded ``image``, ``seg`` cleared under the
-    (opaque) occluder and ``occluder (S, S) float32`` {0, 1}; other entries are shared, not copied.
+    With probability ``anchored_prob`` (or when ``kind`` is one of
+    :data:`~dsfnet.data.anchored_occluders.ANCHORED_KINDS`) the occluder is a landmark-anchored one (a face mask,
+    hand, glasses, object, scarf or hair, drawn by :data:`ANCHORED_WEIGHTS`; ``templates``: optional
+    :class:`~dsfnet.data.anchored_occluders.MaskTemplates`), whose size follows the face, not ``coverage``. Otherwise
+    a shape of :data:`OCCLUDER_KINDS` covering ``coverage`` (default ``U(coverage_range)``) of the landmarks'
+    bounding box. Returns a new dict with the occluded ``image``, ``seg`` cleared under the occluder (``alpha >=
+    0.5``) and ``occluder (S, S) float32`` {0, 1}; other entries are shared, not copied.
     """
+    from dsfnet.data.anchored_occluders import ANCHORED_KINDS, anchored_occluder
+
     lm = np.asarray(sample["landmarks"], dtype=np.float64)
-    box = [lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max() + 1, lm[:, 1].max() + 1]
-    if coverage is None:
-        coverage = float(rng.uniform(*coverage_range))
-    occ = occlude(sample["image"], box, coverage, rng, kind=kind, pool=pool, landmarks=lm)
     out = dict(sample)
-    out["image"] = occ.image
+    if kind in ANCHORED_KINDS or (kind is None and anchored_prob > 0 and rng.random() < anchored_prob):
+        if kind is None:
+            names = list(ANCHORED_WEIGHTS)
+            w = np.array([ANCHORED_WEIGHTS[n] for n in names])
+            kind = names[int(rng.choice(len(names), p=w / w.sum()))]
+        img = np.asarray(sample["image"])
+        alpha, fill = anchored_occluder(img.shape[:2], lm, kind, rng, templates)
+        mask = alpha >= 0.5
+        a = alpha[..., None]
+        out["image"] = np.clip(img.astype(np.float32) * (1 - a) + fill * a + 0.5, 0, 255).astype(np.uint8)
+    else:
+        box = [lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max() + 1, lm[:, 1].max() + 1]
+        if coverage is None:
+            coverage = float(rng.uniform(*coverage_range))
+        occ = occlude(sample["image"], box, coverage, rng, kind=kind, pool=pool, landmarks=lm)
+        out["image"], mask = occ.image, occ.mask
     if "seg" in sample:
-        out["seg"] = np.where(occ.mask, 0.0, sample["seg"]).astype(np.float32)
-    out["occluder"] = occ.mask.astype(np.float32)
+        out["seg"] = np.where(mask, 0.0, sample["seg"]).astype(np.float32)
+    out["occluder"] = mask.astype(np.float32)
     return out

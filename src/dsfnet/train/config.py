@@ -50,6 +50,10 @@ class DataSection:
     val_batch_size: int = 32
     num_workers: int = 2
     augment: bool = True
+    #: of the occluded training samples, the fraction with a landmark-anchored occluder (face mask, hand, glasses, ...)
+    occlude_anchored: float = 0.0
+    #: MaskTheFace-style folder of face-mask templates for those occluders (None: procedural masks only)
+    occluder_templates: str | None = None
     synthetic: int = 0
     val_max: int = 512
 

@@ -182,16 +182,24 @@ def target_builder_for(model: Any, face_model: Any | None = None, layout: Any | 
     return TargetBuilder(fm, lay, model.config.input_size)
 
 
-def _augmenter(builder: Any, enabled: bool) -> Any | None:
+def _augmenter(builder: Any, enabled: bool, occlusion: dict | None = None) -> Any | None:
+    """The training augmenter, or None. ``occlusion``: ``{"occlude_anchored": p, "occluder_templates": folder}``."""
     if not enabled:
         return None
-    from dsfnet.data.augment import Augmenter
+    from dsfnet.data.augment import AugmentConfig, Augmenter
 
-    return Augmenter(builder)
+    occ = occlusion or {}
+    templates = None
+    if occ.get("occluder_templates"):
+        from dsfnet.data.anchored_occluders import MaskTemplates
+
+        templates = MaskTemplates(occ["occluder_templates"])
+    return Augmenter(builder, AugmentConfig(occlude_anchored=float(occ.get("occlude_anchored", 0.0))),
+                     templates=templates)
 
 
 def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | None = None,
-                 split: str = "train") -> Dataset:
+                 split: str = "train", occlusion: dict | None = None) -> Dataset:
     """A dataset from a cache folder, a ``.jsonl`` index or a ``dsfnet data build`` folder (module docstring)."""
     from dsfnet.data.cache import cache_folder_name
 
@@ -215,13 +223,13 @@ def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | 
         if fp and want and fp != want:
             raise ValueError(f"cache {p} was built with face model {fp}, the model uses {want}")
         if augment:
-            ds.augmenter = _augmenter(builder or target_builder_for(model), True)
+            ds.augmenter = _augmenter(builder or target_builder_for(model), True, occlusion)
         return ds
     if p.is_file() and p.suffix == ".jsonl":
         from dsfnet.data.sample import read_index
 
         b = builder or target_builder_for(model)
-        return IndexDataset(read_index(p), b, _augmenter(b, augment))
+        return IndexDataset(read_index(p), b, _augmenter(b, augment, occlusion))
     raise FileNotFoundError(f"no training data at {path}: expected a sample cache folder (meta.json), a .jsonl index, "
                             f"or a 'dsfnet data build' folder with cache_{split}/ or {split}.jsonl")
 
@@ -242,7 +250,9 @@ def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
     sources = data_sources(d.train)
     if not sources:
         raise ValueError("no training data: set --data DIR (data.train) or data.synthetic=N")
-    train = _concat([open_dataset(src, model, augment=d.augment, split="train") for src in sources])
+    occlusion = {"occlude_anchored": d.occlude_anchored, "occluder_templates": d.occluder_templates}
+    train = _concat([open_dataset(src, model, augment=d.augment, split="train", occlusion=occlusion)
+                     for src in sources])
     vals = []
     if d.val:
         vals = [open_dataset(src, model, augment=False, split="val") for src in data_sources(d.val)]
