@@ -55,7 +55,7 @@ class MaskTemplates:
     """Face-mask templates read from a folder in the MaskTheFace layout (``masks.cfg`` + ``templates/*.png``,
     optional ``textures/**/*.{png,jpg}``).
 
-    The folder is the user's (e.g. ``../shared/data/occluders/masktheface``); nothing here is shipped. Sections whose
+    The folder is the user's (a MaskTheFace checkout or copy); nothing here is shipped. Sections whose
     template is missing are skipped; a folder with no usable template raises ``ValueError``.
     """
 
