@@ -23,7 +23,8 @@ def check_record(rec: dict, *, frame=None) -> None:
     assert isinstance(rec["width"], int) and isinstance(rec["height"], int) and rec["width"] > 0 and rec["height"] > 0
     assert isinstance(rec["faces"], list)
     for f in rec["faces"]:
-        assert set(f) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "pose", "mesh"}
+        assert set(f) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "self_visibility",
+                          "external_visibility", "pose", "mesh"}
         assert len(f["bbox"]) == 4 and f["bbox"][0] < f["bbox"][2] and f["bbox"][1] < f["bbox"][3]
         assert 0.0 <= f["score"] <= 1.0
         assert len(f["landmarks_2d"]) == 68 and all(len(p) == 2 for p in f["landmarks_2d"])

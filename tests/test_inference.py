@@ -95,7 +95,26 @@ def test_visibility_zbuffer_and_seg():
     seg[:, :32] = 0.0  # an occluder over the left half of the crop
     occl = toy_aligner(yaw=0.0, seg=seg)[0].predict(IMG, boxes=[BOX])[0]
     crop_x = transform_points(occl.landmarks_2d, crop_matrix(occl.crop_box, 64))[:, 0]
-    assert (occl.visibility[crop_x < 30.5] == 0).all() and (occl.visibility[crop_x > 32.5] == 1).all()
+    # external visibility looks EXTERNAL_RADIUS * S = 1.92 -> 2 px around each point (cell centres at integers)
+    assert (occl.visibility[crop_x < 29.0] == 0).all() and (occl.visibility[crop_x > 32.5] == 1).all()
+    assert (occl.self_visibility == 1).all()  # a frontal face hides none of its own points
+    np.testing.assert_array_equal(occl.visibility, occl.self_visibility * occl.external_visibility)
+    np.testing.assert_array_equal(turned.external_visibility, 1.0)  # no occluder: only the mesh hides points
+    assert ((turned.self_visibility == 0) == (turned.visibility < 0.5)).all()
+    assert turned.vertex_visibility.shape == (len(turned.vertices),)
+    d = occl.to_dict()
+    assert d["self_visibility"] == [1.0] * 68 and len(d["external_visibility"]) == 68
+
+
+def test_external_visibility_reads_the_neighbourhood():
+    from dsfnet.inference.visibility import calibrate_external, external_visibility
+
+    seg = np.zeros((32, 32), np.float32)
+    seg[:, :16] = 1.0                       # the face ends at column 15
+    pts = np.array([[15.0, 10], [17.0, 10], [18.0, 10], [25.0, 10]])
+    v = external_visibility(seg, pts, radius=2.0)
+    assert v.tolist() == [1.0, 1.0, 0.0, 0.0]  # a point on the outline is seen; 3 px outside it is not
+    assert calibrate_external(np.array([0.0, 0.25, 0.5, 0.75, 1.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_zbuffer_visibility_simple():
@@ -137,7 +156,8 @@ def test_to_dict_schema_and_json():
     aligner, _ = toy_aligner()
     f = aligner.predict(IMG, boxes=[BOX])[0]
     d = json.loads(json.dumps(f.to_dict(mesh="meshes/x.obj")))
-    assert set(d) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "pose", "mesh"}
+    assert set(d) == {"bbox", "score", "landmarks_2d", "landmarks_3d", "visibility", "self_visibility",
+                      "external_visibility", "pose", "mesh"}
     assert np.array(d["landmarks_2d"]).shape == (68, 2) and np.array(d["landmarks_3d"]).shape == (68, 3)
     assert len(d["visibility"]) == 68 and set(d["pose"]) == {"yaw", "pitch", "roll", "rotation"}
     assert np.array(d["pose"]["rotation"]).shape == (3, 3) and d["mesh"] == "meshes/x.obj"

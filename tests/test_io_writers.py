@@ -146,6 +146,14 @@ def test_draw_functions_change_pixels_and_leave_input():
     assert img.sum() == 0
     assert tuple(out[20, 20]) == (40, 220, 60)  # visible: filled, green
     assert out[50, 50].sum() == 0 and out[50, 56].sum() > 0  # hidden: hollow circle
+    # the two causes in two colours: hidden by an occluder (red) vs by the face itself (blue)
+    occluded = draw_landmarks(img, pts, visibility=[1.0, 0.0], self_visibility=[1.0, 1.0], radius=6)
+    behind = draw_landmarks(img, pts, visibility=[1.0, 0.0], self_visibility=[1.0, 0.0], radius=6)
+    ring = np.abs(np.hypot(*np.mgrid[-50:50, -50:50]) - 6) < 1  # pixels on the circle around (50, 50)
+    assert occluded[ring].mean(0)[0] > occluded[ring].mean(0)[2]
+    assert behind[ring].mean(0)[2] > behind[ring].mean(0)[0]
+    with pytest.raises(ValueError, match="self_visibility"):
+        draw_landmarks(img, pts, visibility=[1.0, 0.0], self_visibility=[1.0])
     assert draw_points(img, pts)[20, 20].sum() > 0
     assert draw_wireframe(img, VERTS * 30 + 10, TRIS).sum() > 0
     assert draw_box(img, [10, 10, 60, 60], 0.9)[10, 30].sum() > 0

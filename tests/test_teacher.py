@@ -128,3 +128,34 @@ def test_teacher_dev_nme(shared_dir, teacher, face_model):
     # poses follow the annotation's sign convention (a flipped sign would give errors of 2|yaw|)
     yaw_err = [abs(math.degrees(o.pose_para[1]) - y) for o, y in zip(outs, gt["yaw"])]
     assert max(yaw_err) < 11 and np.mean(yaw_err) < 4  # measured mean 3.0, max 10.2
+
+
+class _BoxTeacher:
+    """A stand-in teacher whose 68 landmarks are its roi's centre plus a fixed pattern × the roi side: the TTA mean
+    is then known in closed form."""
+
+    pattern = np.random.default_rng(0).uniform(-0.3, 0.3, size=(68, 3))
+
+    def _out(self, roi):
+        b = np.asarray(roi, dtype=np.float64)
+        c, side = np.r_[(b[:2] + b[2:]) / 2, 0.0], b[2] - b[0]
+        return type("Out", (), {"landmarks": c + self.pattern * side})()
+
+    def predict(self, image, roi):
+        return self._out(roi)
+
+    def predict_batch(self, images, rois):
+        return [self._out(r) for r in rois]
+
+
+def test_teacher_tta_averages_jittered_crops_around_its_own_landmarks():
+    from dsfnet.data.teacher import TTA_JITTER, jitter_roi, roi_from_landmarks, teacher_tta_landmarks
+
+    t = _BoxTeacher()
+    img = np.zeros((200, 200, 3), np.uint8)
+    got = teacher_tta_landmarks(t, img, [40, 50, 140, 150])
+    base = roi_from_landmarks(t.predict(img, [40, 50, 140, 150]).landmarks)
+    want = np.mean([t._out(jitter_roi(base, *j)).landmarks for j in TTA_JITTER], axis=0)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    assert len(TTA_JITTER) == 9
+    np.testing.assert_allclose(jitter_roi([0, 0, 100, 100], 1.1, 0.1, -0.05), [5, -10, 115, 100])

@@ -15,7 +15,10 @@ EPILOG = """\
 output: DIR/results.jsonl, one JSON object per image (per frame for videos):
   {"image": PATH as given, "frame": int or null, "width": W, "height": H,
    "faces": [{"bbox": [x0,y0,x1,y1], "score": s, "landmarks_2d": 68x[x,y], "landmarks_3d": 68x[x,y,z],
-              "visibility": 68x v, "pose": {"yaw","pitch","roll" (degrees), "rotation": 3x3}, "mesh": FILE|null}]}
+              "visibility": 68x v, "self_visibility": 68x v, "external_visibility": 68x v,
+              "pose": {"yaw","pitch","roll" (degrees), "rotation": 3x3}, "mesh": FILE|null}]}
+  visibility = self_visibility (not hidden by the face itself) x external_visibility (not covered by a mask,
+  hand, hair...); >= 0.5 = seen (docs/CONVENTIONS.md, Visibility).
   Pixels: x right, y down, z toward the camera relative to the nose tip (landmark 30). Pose: 300W-LP Pose_Para
   convention. Faces follow the order of --boxes when given, else the detection score. Meshes (--save-mesh) are
   in image pixels with y flipped up (y = H - y_image) so viewers show them upright. Images missing from

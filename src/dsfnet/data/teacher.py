@@ -398,3 +398,32 @@ class Teacher:
             params = self.run_crops(np.stack([cut_roi(im, b) for im, b in zip(imgs, boxes)]))
             outputs.extend(self.convert(p, b, im.shape[0]) for p, b, im in zip(params, boxes, imgs))
         return outputs
+
+
+#: (scale, dx, dy) of the jittered crops of :func:`teacher_tta_landmarks`: side ×scale, centre moved by (dx, dy) × side
+TTA_JITTER: tuple[tuple[float, float, float], ...] = tuple(
+    (s, dx, dy) for s in (0.95, 1.0, 1.05) for dx, dy in ((0.0, 0.0), (-0.03, 0.02), (0.03, -0.02)))
+
+
+def jitter_roi(roi_box: Sequence[float], scale: float, dx: float, dy: float) -> np.ndarray:
+    """``roi_box`` ``[x0, y0, x1, y1]`` scaled about its centre by ``scale`` and moved by ``(dx, dy)`` × its side.
+
+    >>> jitter_roi([0, 0, 100, 100], 1.1, 0.1, -0.05).round(3).tolist()
+    [5.0, -10.0, 115.0, 100.0]
+    """
+    b = np.asarray(roi_box, dtype=np.float64)[:4]
+    c, side = (b[:2] + b[2:]) / 2, float(b[2] - b[0])
+    c = c + np.array([dx, dy]) * side
+    half = side * scale / 2
+    return np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
+
+
+def teacher_tta_landmarks(teacher: Teacher, image_rgb: np.ndarray, roi_box: Sequence[float],
+                          jitter: Sequence[tuple[float, float, float]] = TTA_JITTER) -> np.ndarray:
+    """The teacher's 68 landmarks ``(68, 3)`` image px with test-time augmentation: a first pass on ``roi_box``, then
+    the mean over ``jitter`` crops around the crop of its own landmarks (:func:`roi_from_landmarks`). Averaging crops
+    removes most of the teacher's crop-placement noise (``docs/training.md``, fused labels)."""
+    first = teacher.predict(image_rgb, roi_box)
+    base = roi_from_landmarks(first.landmarks)
+    outs = teacher.predict_batch([image_rgb] * len(jitter), [jitter_roi(base, *j) for j in jitter])
+    return np.mean([o.landmarks for o in outs], axis=0)

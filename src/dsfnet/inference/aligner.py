@@ -9,9 +9,10 @@ Pipeline and frames (``docs/CONVENTIONS.md``):
 4. The runner (torch or ONNX Runtime, :mod:`dsfnet.inference.runner`) → ``face_uvm`` (pm units, crop frame,
    nose-relative z) and ``rotation``.
 5. Decode with ``dsfnet.decode.UVCodec``: dense vertices and 68 landmarks in crop px, then back to image px
-   through the inverse crop matrix (z divided by the same scale k). Visibility: a landmark is visible when it
-   is not behind the decoded mesh (z-buffer of the face at its pixel, tolerance ``visibility_tolerance × S``),
-   times the network's visible-face probability ``seg`` at that pixel when the runner returns it. Pose:
+   through the inverse crop matrix (z divided by the same scale k). Visibility (:mod:`dsfnet.inference.visibility`):
+   self-visibility (not behind the decoded mesh: z-buffer at its pixel, tolerance ``visibility_tolerance × S``) times
+   external visibility (the network's visible-face probability ``seg`` near the point, calibrated), per landmark and
+   per vertex. Pose:
    ``geometry.matrix_to_pose_para(rotation)`` in degrees (the crop is an axis-aligned scaling, so the
    rotation is the same in crop and image frames).
 """
@@ -34,47 +35,13 @@ from dsfnet.crop import (
 from dsfnet.detect import BoxesDetector, Detection, FaceDetector, create_detector, parse_boxes
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.runner import BACKENDS, NetworkRunner, OnnxRunner, TorchRunner, resolve_weights
+from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility, open_depth,
+                                         zbuffer_visibility, zbuffer_visibility_of)
 from dsfnet.io import read_image
 
-__all__ = ["FaceAligner", "decode_face"]
+__all__ = ["FaceAligner", "decode_face", "zbuffer_visibility"]
 
 NOSE_TIP = 30
-
-
-def _bilinear(channel: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Sample an ``(S, S)`` map at ``(K, 2)`` pixel positions (x, y), clamped to the border."""
-    h, w = channel.shape
-    x = np.clip(xy[:, 0], 0, w - 1)
-    y = np.clip(xy[:, 1], 0, h - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = x - x0, y - y0
-    top = channel[y0, x0] * (1 - fx) + channel[y0, x1] * fx
-    bot = channel[y1, x0] * (1 - fx) + channel[y1, x1] * fx
-    return top * (1 - fy) + bot * fy
-
-
-def zbuffer_visibility(vertices_crop: np.ndarray, triangles: np.ndarray, points_crop: np.ndarray, size: int,
-                       tolerance: float) -> np.ndarray:
-    """1.0 where a point is not behind the mesh's front surface, else 0.0.
-
-    Args:
-        vertices_crop: ``(N, 3)`` crop px (z toward the camera). triangles: ``(T, 3)``.
-        points_crop: ``(K, 3)`` crop px. size: crop side S. tolerance: allowed depth gap, crop px.
-    Returns:
-        ``(K,)`` float64 in {0, 1}; points outside the crop or off the mesh count as visible.
-    """
-    from dsfnet.render import rasterize
-
-    raster = rasterize(vertices_crop, triangles, size, size)
-    ij = np.round(points_crop[:, :2]).astype(np.int64)
-    inside = (ij[:, 0] >= 0) & (ij[:, 0] < size) & (ij[:, 1] >= 0) & (ij[:, 1] < size)
-    vis = np.ones(len(points_crop))
-    col, row = ij[inside, 0], ij[inside, 1]
-    front = raster.depth[row, col]
-    covered = raster.face_id[row, col] >= 0
-    vis[inside] = np.where(covered & (points_crop[inside, 2] < front - tolerance), 0.0, 1.0)
-    return vis
 
 
 def decode_face(
@@ -107,10 +74,19 @@ def decode_face(
     nose_z = lmk_crop[NOSE_TIP, 2]
     verts_crop[:, 2] -= nose_z
     lmk_crop[:, 2] -= nose_z
-    vis = zbuffer_visibility(verts_crop, triangles, lmk_crop, size, visibility_tolerance * size)
+    from dsfnet.render import rasterize
+
+    raster = rasterize(verts_crop, triangles, size, size)
+    tol = visibility_tolerance * size
+    depth = open_depth(raster, SELF_RADIUS * size)
+    self_vis = zbuffer_visibility_of(raster, lmk_crop, tol, depth=depth)
+    vertex_vis = zbuffer_visibility_of(raster, verts_crop, tol, depth=depth)
+    ext_vis = np.ones(len(lmk_crop))
     if "seg" in outputs:
-        seg = np.asarray(outputs["seg"][index], dtype=np.float64).reshape(-1, size, size)[0]
-        vis = vis * np.clip(_bilinear(seg, lmk_crop[:, :2]), 0.0, 1.0)
+        seg = np.asarray(outputs["seg"][index], dtype=np.float32).reshape(-1, size, size)[0]
+        dilated = dilate_seg(np.clip(seg, 0.0, 1.0), EXTERNAL_RADIUS * size)
+        ext_vis = external_visibility(seg, lmk_crop, dilated=dilated)
+        vertex_vis = vertex_vis * external_visibility(seg, verts_crop, dilated=dilated)
     back = invert_matrix(crop_matrix(crop_box, size))
     verts = transform_points(verts_crop, back)
     lmk = transform_points(lmk_crop, back)
@@ -119,11 +95,14 @@ def decode_face(
         score=float(score),
         landmarks_2d=lmk[:, :2].copy(),
         landmarks_3d=lmk,
-        visibility=vis,
+        visibility=self_vis * ext_vis,
         pose=pose_dict(rotation),
         vertices=verts,
         triangles=np.asarray(triangles),
         crop_box=np.asarray(crop_box, dtype=np.float64),
+        self_visibility=self_vis,
+        external_visibility=ext_vis,
+        vertex_visibility=vertex_vis.astype(np.float32),
     )
 
 

@@ -35,13 +35,18 @@ class Face:
         landmarks_2d: ``(68, 2)`` image px (x right, y down), iBUG 300-W order.
         landmarks_3d: ``(68, 3)`` image px; z toward the camera, **relative to the nose tip** (landmark 30 has
             z = 0; the rest of the face is mostly negative), scaled like x and y.
-        visibility: ``(68,)`` in [0, 1]: 1 = the point is seen (not hidden by the face itself, nor, when the
-            network predicts it, by an occluder).
+        visibility: ``(68,)`` in [0, 1]: ``self_visibility × external_visibility``; ≥ 0.5 = the point is seen.
         pose: ``{"yaw", "pitch", "roll"}`` degrees (``Pose_Para`` convention: ``R = Rx(pitch) Ry(yaw) Rz(roll)``)
             and ``"rotation"``: the proper ``(3, 3)`` ``R`` acting on y-up model points.
         vertices: ``(N, 3)`` dense mesh in image px, same z convention as ``landmarks_3d``, face-model vertex order.
         triangles: ``(T, 3)`` int vertex indices of ``vertices``.
         crop_box: ``(4,)`` the square crop the network saw, image px.
+        self_visibility: ``(68,)`` {0, 1}: 0 = hidden by the face itself (behind the decoded mesh, e.g. the far
+            cheek of a profile); the jawline of a frontal face is 1.
+        external_visibility: ``(68,)`` in [0, 1]: the network's calibrated belief that nothing (mask, hand, hair,
+            object) covers the point; 1 when the network gives no visible-face map.
+        vertex_visibility: ``(N,)`` float32 in [0, 1], the same product for every mesh vertex (None if not computed).
+        (Definitions: ``docs/CONVENTIONS.md``, Visibility; :mod:`dsfnet.inference.visibility`.)
     """
 
     bbox: np.ndarray
@@ -53,6 +58,16 @@ class Face:
     vertices: np.ndarray
     triangles: np.ndarray
     crop_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    self_visibility: np.ndarray | None = None
+    external_visibility: np.ndarray | None = None
+    vertex_visibility: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(np.asarray(self.visibility))
+        if self.self_visibility is None:
+            self.self_visibility = np.ones(n)
+        if self.external_visibility is None:
+            self.external_visibility = np.asarray(self.visibility, dtype=np.float64).copy()
 
     @property
     def rotation(self) -> np.ndarray:
@@ -62,8 +77,8 @@ class Face:
     def to_dict(self, mesh: str | None = None, ndigits: int = 3) -> dict[str, Any]:
         """JSON-ready dict (the ``faces[]`` entry of ``results.jsonl``); ``mesh`` is the mesh file name or None.
 
-        Keys: ``bbox, score, landmarks_2d (68x[x,y]), landmarks_3d (68x[x,y,z]), visibility (68), pose {yaw,
-        pitch, roll, rotation (3x[3])}, mesh``. Numbers rounded to ``ndigits`` (rotation to 6 digits).
+        Keys: ``bbox, score, landmarks_2d (68x[x,y]), landmarks_3d (68x[x,y,z]), visibility (68),
+        self_visibility (68), external_visibility (68), pose {yaw, pitch, roll, rotation (3x[3])}, mesh``. Numbers rounded to ``ndigits`` (rotation to 6 digits).
         """
         return {
             "bbox": _finite_list(self.bbox, ndigits),
@@ -71,6 +86,8 @@ class Face:
             "landmarks_2d": _finite_list(self.landmarks_2d, ndigits),
             "landmarks_3d": _finite_list(self.landmarks_3d, ndigits),
             "visibility": _finite_list(self.visibility, 3),
+            "self_visibility": _finite_list(self.self_visibility, 3),
+            "external_visibility": _finite_list(self.external_visibility, 3),
             "pose": {
                 "yaw": round(float(self.pose["yaw"]), 3),
                 "pitch": round(float(self.pose["pitch"]), 3),

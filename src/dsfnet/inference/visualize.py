@@ -61,7 +61,7 @@ def draw_faces(image_rgb: np.ndarray, faces: Iterable[Face], *, mesh: str = "sha
         if box:
             img = draw_box(img, f.bbox, f.score)
         if landmarks:
-            img = draw_landmarks(img, f.landmarks_2d, f.visibility)
+            img = draw_landmarks(img, f.landmarks_2d, f.visibility, self_visibility=f.self_visibility)
         if axes:
             side = float(np.ptp(f.landmarks_2d[:, 0]) + np.ptp(f.landmarks_2d[:, 1])) / 2
             img = draw_pose_axes(img, f.rotation, f.landmarks_2d[30], length=max(10.0, 0.5 * side))

@@ -25,7 +25,8 @@ _SHIFT = 4  # fixed-point bits for sub-pixel drawing
 _ONE = 1 << _SHIFT
 
 VISIBLE_COLOR = (40, 220, 60)
-HIDDEN_COLOR = (255, 70, 40)
+HIDDEN_COLOR = (255, 70, 40)  # hidden by something in front of the face (external occlusion)
+SELF_HIDDEN_COLOR = (90, 150, 255)  # hidden by the face itself (self-occlusion)
 BOX_COLOR = (255, 200, 0)
 
 
@@ -56,14 +57,18 @@ def draw_landmarks(
     *,
     threshold: float = 0.5,
     radius: float | None = None,
+    self_visibility: np.ndarray | None = None,
     visible_color=VISIBLE_COLOR,
     hidden_color=HIDDEN_COLOR,
+    self_hidden_color=SELF_HIDDEN_COLOR,
 ) -> np.ndarray:
     """Landmarks as dots: visible ones filled, hidden ones (visibility < ``threshold``) as hollow circles.
 
     Args:
         landmarks: ``(K, 2+)`` image pixels (x, y first).
         visibility: optional ``(K,)`` in [0, 1]; all visible when omitted.
+        self_visibility: optional ``(K,)``: hidden points whose self-visibility is also < ``threshold`` (behind the
+            face itself) are drawn in ``self_hidden_color``, the others (covered by an occluder) in ``hidden_color``.
     """
     img = _check_image(image)
     pts = np.asarray(landmarks, dtype=np.float64)
@@ -72,15 +77,19 @@ def draw_landmarks(
     vis = np.ones(len(pts)) if visibility is None else np.asarray(visibility, dtype=np.float64).reshape(-1)
     if len(vis) != len(pts):
         raise ValueError(f"visibility has {len(vis)} values for {len(pts)} landmarks")
+    own = np.ones(len(pts)) if self_visibility is None else np.asarray(self_visibility, dtype=np.float64).reshape(-1)
+    if len(own) != len(pts):
+        raise ValueError(f"self_visibility has {len(own)} values for {len(pts)} landmarks")
     r = radius if radius is not None else _auto_size(img, pts[:, :2])
     ri = max(1, int(round(r * _ONE)))
-    for p, v in zip(pts[:, :2], vis):
+    for p, v, o in zip(pts[:, :2], vis, own):
         if not np.isfinite(p).all():
             continue
         if v >= threshold:
             cv2.circle(img, _fixed(p), ri, visible_color, -1, cv2.LINE_AA, _SHIFT)
         else:
-            cv2.circle(img, _fixed(p), ri, hidden_color, max(1, int(round(r / 2))), cv2.LINE_AA, _SHIFT)
+            colour = self_hidden_color if o < threshold else hidden_color
+            cv2.circle(img, _fixed(p), ri, colour, max(1, int(round(r / 2))), cv2.LINE_AA, _SHIFT)
     return img
 
 

@@ -1,0 +1,161 @@
+"""Landmark label sources and their fusion, measured (``docs/training.md``, "Fused labels").
+
+    python scripts/label_sources.py predict --out runs/labels          # teacher (1 pass, TTA) + dlib, all faces
+    python scripts/label_sources.py score --labels runs/labels --build runs/ytf68c_pitch
+
+``predict`` runs the 3DDFA_V2 teacher (one pass on the landmark crop; and with test-time augmentation,
+:func:`dsfnet.data.teacher.teacher_tta_landmarks`) on every annotated ytf68 face and the dev images, then dlib's
+68-point predictor (``scripts/label_dlib.py`` in ``.venv-label``; boxes hinted by the teacher's landmarks) and writes
+``sources.jsonl`` (one line per face: ``group, image, key, identity, annotation, teacher1, teacher_tta, dlib``).
+
+``score`` fits the fusion (the teacher's jaw; on the 51 inner points ``teacher_tta + a_r·(dlib − teacher_tta)`` with
+one weight ``a_r`` per region: brows, nose, eyes, mouth) on ytf68 *training* identities of ``--build`` (its
+``items/*.json`` give the identity split), against the annotations moved to the teacher's placement
+(``--correction``), and prints every source's NME on: those training faces, the held-out identities' faces, and
+the dev images' original and re-annotated landmarks. Weights go to ``fusion.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REGIONS = {"brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
+SOURCES = ("teacher1", "teacher_tta", "dlib", "fused")
+
+
+def _faces(shared: Path) -> list[dict]:
+    """Every face with a reference: ytf68 annotated frames (both splits) and the dev images."""
+    faces = []
+    for line in (shared / "ytf68" / "landmarks.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        faces.append({"group": f"ytf68_{r['split']}", "image": str(shared / "ytf68" / r["image"]),
+                      "key": r["split"] + "__" + Path(r["image"]).stem, "identity": r["identity"],
+                      "annotation": r["pts68"]})
+    dev = np.load(shared / "aflw2000_dev" / "gt.npz")
+    for i, name in enumerate(dev["names"]):
+        faces.append({"group": "dev", "image": str(shared / "aflw2000_dev" / str(name)), "key": str(name),
+                      "identity": str(name), "annotation": dev["pts68"][i][:2].T.tolist(),
+                      "reannotated": dev["pts68_reannotated"][i].T.tolist()})
+    return faces
+
+
+def predict(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from dsfnet.data.build import load_teacher
+    from dsfnet.data.teacher import roi_from_landmarks, teacher_tta_landmarks
+    from dsfnet.facemodel.model import load_face_model
+    from dsfnet.io.image import read_image
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    faces = _faces(Path(args.shared))
+    teacher = load_teacher(load_face_model(), args.teacher_dir)
+    for f in tqdm(faces, desc="teacher"):
+        img = read_image(f["image"])
+        roi = roi_from_landmarks(np.asarray(f["annotation"]))
+        f["teacher1"] = teacher.predict(img, roi).landmarks[:, :2].tolist()
+        f["teacher_tta"] = teacher_tta_landmarks(teacher, img, roi)[:, :2].tolist()
+    req = out / "dlib_requests.jsonl"
+    with req.open("w") as fh:
+        for f in faces:
+            t = np.asarray(f["teacher_tta"])
+            fh.write(json.dumps({"image": f["image"], "hint": [*t.min(0).tolist(), *t.max(0).tolist()]}) + "\n")
+    subprocess.run([str(Path(args.label_python)), str(ROOT / "scripts" / "label_dlib.py"), str(req),
+                    "--out", str(out / "dlib.jsonl")], check=True)
+    for f, line in zip(faces, (out / "dlib.jsonl").read_text().splitlines()):
+        d = json.loads(line)
+        f["dlib"], f["dlib_detected"] = d["pts68"], d["detected"]
+    with (out / "sources.jsonl").open("w") as fh:
+        for f in faces:
+            fh.write(json.dumps(f) + "\n")
+    print(f"{len(faces)} faces -> {out / 'sources.jsonl'}")
+
+
+def fuse(teacher: np.ndarray, dlib: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+    """``(N, 68, 2)``: the teacher's jaw; inner points moved toward dlib by each region's weight."""
+    out = np.array(teacher, dtype=np.float64)
+    for name, idx in REGIONS.items():
+        i = list(idx)
+        out[:, i] += weights[name] * (dlib[:, i] - teacher[:, i])
+    return out
+
+
+def nme(pred: np.ndarray, ref: np.ndarray, points=slice(0, 68)) -> float:
+    """Mean NME (%) over faces: mean point error / √(w·h) of the reference's 68-point box."""
+    wh = ref.max(1) - ref.min(1)
+    e = np.linalg.norm(pred[:, points] - ref[:, points], axis=-1).mean(-1)
+    return float(100 * np.mean(e / np.sqrt(wh[:, 0] * wh[:, 1])))
+
+
+def score(args: argparse.Namespace) -> None:
+    from dsfnet.data.convention import AnnotationCorrection
+
+    faces = [json.loads(line) for line in (Path(args.labels) / "sources.jsonl").read_text().splitlines()]
+    split = {}
+    for p in (Path(args.build) / "items").glob("*.json"):
+        it = json.loads(p.read_text())
+        split[it["identity"]] = it["split"]
+    corr = AnnotationCorrection.load(args.correction)
+
+    def arrays(sel):
+        a = {k: np.array([f[k] for f in sel], dtype=np.float64) for k in ("annotation", "teacher1", "teacher_tta", "dlib")}
+        return a
+
+    groups = {
+        "ytf68 training identities": [f for f in faces if f["group"] != "dev" and split.get(f["identity"]) == "train"],
+        "ytf68 held-out identities": [f for f in faces if f["group"] != "dev" and split.get(f["identity"]) == "val"],
+        "dev": [f for f in faces if f["group"] == "dev"],
+    }
+    fit = arrays(groups["ytf68 training identities"])
+    ref = corr.apply(fit["annotation"])
+    t, d = fit["teacher_tta"], fit["dlib"]
+    weights = {}
+    for name, idx in REGIONS.items():
+        i = list(idx)
+        diff, resid = (d[:, i] - t[:, i]).reshape(-1), (ref[:, i] - t[:, i]).reshape(-1)
+        weights[name] = float(np.clip(diff @ resid / (diff @ diff), 0.0, 1.0))
+    print("fusion weights toward dlib (fitted on", len(t), "training-identity faces):",
+          {k: round(v, 3) for k, v in weights.items()})
+    (Path(args.labels) / "fusion.json").write_text(json.dumps({"weights": weights, "faces": len(t)}, indent=1) + "\n")
+    inner = slice(17, 68)
+    for gname, sel in groups.items():
+        if not sel:
+            continue
+        a = arrays(sel)
+        a["fused"] = fuse(a["teacher_tta"], a["dlib"], weights)
+        refs = {"annotations": a["annotation"]}
+        if gname == "dev":
+            refs["re-annotated"] = np.array([f["reannotated"] for f in sel], dtype=np.float64)
+        else:
+            refs["annotations moved to the teacher's placement"] = corr.apply(a["annotation"])
+        det = np.mean([f["dlib_detected"] for f in sel])
+        for rname, r in refs.items():
+            cells = "  ".join(f"{s} {nme(a[s], r):.2f}/{nme(a[s], r, inner):.2f}" for s in SOURCES)
+            print(f"{gname} (n={len(sel)}, dlib detected {100 * det:.0f}%) vs {rname}: 68/inner51 NME %  {cells}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("predict")
+    p.add_argument("--out", required=True)
+    p.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--teacher-dir", default=str(ROOT.parent / "shared" / "data" / "teacher_3ddfa_v2"))
+    p.add_argument("--label-python", default=str(ROOT / ".venv-label" / "bin" / "python"))
+    s = sub.add_parser("score")
+    s.add_argument("--labels", required=True)
+    s.add_argument("--build", required=True, help="a ytf68 data build whose items give the identity split")
+    s.add_argument("--correction", default="runs/conv/ytf68_correction.json")
+    args = ap.parse_args()
+    {"predict": predict, "score": score}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
