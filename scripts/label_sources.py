@@ -2,6 +2,9 @@
 
     python scripts/label_sources.py predict --out runs/labels          # teacher (1 pass, TTA) + dlib, all faces
     python scripts/label_sources.py score --labels runs/labels --build runs/ytf68c_pitch
+    python scripts/label_sources.py unlabelled --out runs/labels_extra --fusion runs/labels/fusion.json \
+        --images ../shared/data/ytf68/test ../shared/data/facemask/without_mask \
+        --exclude-annotated ../shared/data/ytf68/landmarks.jsonl
 
 ``predict`` runs the 3DDFA_V2 teacher (one pass on the landmark crop; and with test-time augmentation,
 :func:`dsfnet.data.teacher.teacher_tta_landmarks`) on every annotated ytf68 face and the dev images, then dlib's
@@ -9,7 +12,7 @@
 ``sources.jsonl`` (one line per face: ``group, image, key, identity, annotation, teacher1, teacher_tta, dlib``).
 
 ``score`` fits the fusion (the teacher's jaw; on the 51 inner points ``teacher_tta + a_r·(dlib − teacher_tta)`` with
-one weight ``a_r`` per region: brows, nose, eyes, mouth) on ytf68 *training* identities of ``--build`` (its
+one weight ``a_r`` per region: brows, nose, eyes, mouth, on faces dlib's own detector finds) on ytf68 *training* identities of ``--build`` (its
 ``items/*.json`` give the identity split), against the annotations moved to the teacher's placement
 (``--correction``), and prints every source's NME on: those training faces, the held-out identities' faces, and
 the dev images' original and re-annotated landmarks. Weights go to ``fusion.json``.
@@ -46,6 +49,7 @@ def _faces(shared: Path) -> list[dict]:
 
 
 def predict(args: argparse.Namespace) -> None:
+    import torch
     from tqdm import tqdm
 
     from dsfnet.data.build import load_teacher
@@ -53,6 +57,7 @@ def predict(args: argparse.Namespace) -> None:
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.io.image import read_image
 
+    torch.set_num_threads(1)  # small batches: more threads only contend with other jobs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     faces = _faces(Path(args.shared))
@@ -78,12 +83,76 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{len(faces)} faces -> {out / 'sources.jsonl'}")
 
 
-def fuse(teacher: np.ndarray, dlib: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-    """``(N, 68, 2)``: the teacher's jaw; inner points moved toward dlib by each region's weight."""
+def unlabelled(args: argparse.Namespace) -> None:
+    """Fused labels for faces without annotations: a ytf68-style ``landmarks.jsonl`` (absolute image paths, 3D
+    convention: build it with ``dsfnet data build OUT --convention 3d``)."""
+    import re
+
+    import torch
+    from tqdm import tqdm
+
+    from dsfnet.data.build import list_images, load_teacher, make_detect_stage, pixel_identity, teacher_roi_from_detection
+    from dsfnet.data.teacher import teacher_tta_landmarks
+    from dsfnet.detect import create_detector
+    from dsfnet.facemodel.model import load_face_model
+    from dsfnet.io.image import read_image
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = json.loads(Path(args.fusion).read_text())["weights"]
+    skip = set()
+    for path in args.exclude_annotated or []:
+        root = Path(path).parent
+        skip |= {str((root / json.loads(line)["image"]).resolve()) for line in Path(path).read_text().splitlines() if line.strip()}
+    teacher = load_teacher(load_face_model(), args.teacher_dir)
+    det = create_detector("yuface")
+    detect = make_detect_stage(det)
+    faces, failed = [], 0
+    files = [(folder, p) for folder in args.images for p in list_images(folder) if str(p.resolve()) not in skip]
+    for folder, p in tqdm(files, desc="teacher"):
+        try:
+            img = read_image(p)
+        except Exception:  # noqa: BLE001 - an unreadable file is skipped and counted
+            failed += 1
+            continue
+        d = detect(img)
+        if d is None:
+            failed += 1
+            continue
+        box = d.box if hasattr(d, "box") else d
+        tta = teacher_tta_landmarks(teacher, img, teacher_roi_from_detection(box, det.calibration))[:, :2]
+        if Path(folder).resolve().name == "test" and Path(folder).resolve().parent.name == "ytf68":
+            identity = re.sub(r"_\d+$", "", p.stem)  # ytf68's rule: the file name without its frame number
+        else:
+            identity = pixel_identity(img, Path(folder).resolve().name)
+        faces.append({"image": str(p.resolve()), "identity": identity, "teacher_tta": tta.tolist()})
+    req = out / "dlib_requests.jsonl"
+    with req.open("w") as fh:
+        for f in faces:
+            t = np.asarray(f["teacher_tta"])
+            fh.write(json.dumps({"image": f["image"], "hint": [*t.min(0).tolist(), *t.max(0).tolist()]}) + "\n")
+    subprocess.run([str(Path(args.label_python)), str(ROOT / "scripts" / "label_dlib.py"), str(req),
+                    "--out", str(out / "dlib.jsonl")], check=True)
+    dl = [json.loads(line) for line in (out / "dlib.jsonl").read_text().splitlines()]
+    t = np.array([f["teacher_tta"] for f in faces])
+    fused = fuse(t, np.array([d["pts68"] for d in dl]), weights, [d["detected"] for d in dl])
+    with (out / "landmarks.jsonl").open("w") as fh:
+        for f, pts in zip(faces, fused):
+            fh.write(json.dumps({"image": f["image"], "identity": f["identity"], "split": "training",
+                                 "pts68": np.round(pts, 3).tolist()}) + "\n")
+    print(f"{len(faces)} faces labelled, {failed} images without a face or unreadable -> {out / 'landmarks.jsonl'}")
+
+
+def fuse(teacher: np.ndarray, dlib: np.ndarray, weights: dict[str, float], use: np.ndarray | None = None) -> np.ndarray:
+    """``(N, 68, 2)``: the teacher's jaw; inner points moved toward dlib by each region's weight, on the faces of
+    ``use`` ``(N,)`` bool only (dlib's own detector found them; elsewhere its landmarks are far off: the teacher
+    alone)."""
     out = np.array(teacher, dtype=np.float64)
+    sel = np.ones(len(out), bool) if use is None else np.asarray(use, dtype=bool)
     for name, idx in REGIONS.items():
         i = list(idx)
-        out[:, i] += weights[name] * (dlib[:, i] - teacher[:, i])
+        out[np.ix_(sel, i)] += weights[name] * (dlib[sel][:, i] - teacher[sel][:, i])
     return out
 
 
@@ -113,7 +182,8 @@ def score(args: argparse.Namespace) -> None:
         "ytf68 held-out identities": [f for f in faces if f["group"] != "dev" and split.get(f["identity"]) == "val"],
         "dev": [f for f in faces if f["group"] == "dev"],
     }
-    fit = arrays(groups["ytf68 training identities"])
+    train = [f for f in groups["ytf68 training identities"] if f["dlib_detected"]]
+    fit = arrays(train)
     ref = corr.apply(fit["annotation"])
     t, d = fit["teacher_tta"], fit["dlib"]
     weights = {}
@@ -129,7 +199,7 @@ def score(args: argparse.Namespace) -> None:
         if not sel:
             continue
         a = arrays(sel)
-        a["fused"] = fuse(a["teacher_tta"], a["dlib"], weights)
+        a["fused"] = fuse(a["teacher_tta"], a["dlib"], weights, [f["dlib_detected"] for f in sel])
         refs = {"annotations": a["annotation"]}
         if gname == "dev":
             refs["re-annotated"] = np.array([f["reannotated"] for f in sel], dtype=np.float64)
@@ -153,8 +223,15 @@ def main() -> None:
     s.add_argument("--labels", required=True)
     s.add_argument("--build", required=True, help="a ytf68 data build whose items give the identity split")
     s.add_argument("--correction", default="runs/conv/ytf68_correction.json")
+    u = sub.add_parser("unlabelled")
+    u.add_argument("--out", required=True)
+    u.add_argument("--images", nargs="+", required=True, help="folders of images (the largest face of each)")
+    u.add_argument("--exclude-annotated", nargs="*", help="landmarks.jsonl files whose images to leave out")
+    u.add_argument("--fusion", required=True, help="fusion.json written by score")
+    u.add_argument("--teacher-dir", default=str(ROOT.parent / "shared" / "data" / "teacher_3ddfa_v2"))
+    u.add_argument("--label-python", default=str(ROOT / ".venv-label" / "bin" / "python"))
     args = ap.parse_args()
-    {"predict": predict, "score": score}[args.cmd](args)
+    {"predict": predict, "score": score, "unlabelled": unlabelled}[args.cmd](args)
 
 
 if __name__ == "__main__":

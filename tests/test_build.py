@@ -163,3 +163,21 @@ def test_profile_stage_spreads_pitch(toy):
     yaws = np.degrees([p[1] for _, p in views])
     assert len(views) == 3 and np.all(np.abs(pitches) <= 30.0 + 1e-6) and np.ptp(pitches) > 1.0
     assert np.all(yaws > 17.0)  # same side as the photo's yaw, at least 10 degrees further
+
+
+def test_convention_3d_fits_fixed_vertices_and_is_recorded(tmp_path, toy):
+    from dsfnet.data.sample import read_index
+
+    src = _make_source(tmp_path, toy, n_ids=2, per_id=1)  # landmarks: exact projections of the keypoint vertices
+    out = tmp_path / "out3d"
+    pipe = build_pipeline({"face_model_obj": toy, "views": 0, "teacher_dir": None, "convention": "3d"})
+    assert pipe.convention == "3d"
+    assert main(_args(src, out, views=0, val_fraction=0.0, convention="3d"), pipeline=pipe) == 0
+    samples = read_index(out / "train.jsonl")
+    assert len(samples) == 2 and {s.landmark_convention for s in samples} == {"3d"}
+    for s in samples:  # every point, the jaw included, is reproduced by its fixed vertex
+        v = decode_vertices(toy.mean, toy.shape_basis, toy.exp_basis, s.shape, s.exp)
+        lm = pose_para_to_image(v[toy.keypoints].astype(np.float64), s.pose_para, s.height())[:, :2]
+        assert np.abs(lm - s.landmarks).mean() < 0.5
+    with pytest.raises(SystemExit):
+        _args(src, out, convention="4d")

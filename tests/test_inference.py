@@ -95,8 +95,17 @@ def test_visibility_zbuffer_and_seg():
     seg[:, :32] = 0.0  # an occluder over the left half of the crop
     occl = toy_aligner(yaw=0.0, seg=seg)[0].predict(IMG, boxes=[BOX])[0]
     crop_x = transform_points(occl.landmarks_2d, crop_matrix(occl.crop_box, 64))[:, 0]
-    # external visibility looks EXTERNAL_RADIUS * S = 1.92 -> 2 px around each point (cell centres at integers)
-    assert (occl.visibility[crop_x < 29.0] == 0).all() and (occl.visibility[crop_x > 32.5] == 1).all()
+    # external visibility looks EXTERNAL_RADIUS * S = 0.96 -> 1 px around each point (cell centres at integers);
+    # the jaw points are read JAW_INSET * S = 2.56 px further in, toward the face centre (to the right here)
+    inner, jaw = np.arange(17, 68), np.arange(17)
+    assert (occl.visibility[inner][crop_x[inner] < 30.0] == 0).all()
+    assert (occl.visibility[inner][crop_x[inner] > 31.5] == 1).all()
+    from dsfnet.inference.visibility import JAW_INSET, inset_jaw
+
+    read_x = inset_jaw(transform_points(occl.landmarks_2d, crop_matrix(occl.crop_box, 64)), JAW_INSET * 64)[jaw, 0]
+    centre = crop_x[inner].mean()
+    assert (np.abs(read_x - centre) < np.abs(crop_x[jaw] - centre)).all()  # moved toward the face centre
+    assert (occl.visibility[jaw][read_x > 31.5] == 1).all() and (occl.visibility[jaw][read_x < 30.0] == 0).all()
     assert (occl.self_visibility == 1).all()  # a frontal face hides none of its own points
     np.testing.assert_array_equal(occl.visibility, occl.self_visibility * occl.external_visibility)
     np.testing.assert_array_equal(turned.external_visibility, 1.0)  # no occluder: only the mesh hides points
@@ -107,14 +116,23 @@ def test_visibility_zbuffer_and_seg():
 
 
 def test_external_visibility_reads_the_neighbourhood():
-    from dsfnet.inference.visibility import calibrate_external, external_visibility
+    from dsfnet.inference.visibility import external_visibility, inset_jaw, landmark_external_visibility
 
     seg = np.zeros((32, 32), np.float32)
     seg[:, :16] = 1.0                       # the face ends at column 15
     pts = np.array([[15.0, 10], [17.0, 10], [18.0, 10], [25.0, 10]])
     v = external_visibility(seg, pts, radius=2.0)
     assert v.tolist() == [1.0, 1.0, 0.0, 0.0]  # a point on the outline is seen; 3 px outside it is not
-    assert calibrate_external(np.array([0.0, 0.25, 0.5, 0.75, 1.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert external_visibility(np.full((8, 8), 0.3, np.float32), pts[:1]).tolist() == [pytest.approx(0.3)]  # as is
+    # the jaw is read inside the outline: 3 px toward the inner points' centre
+    lm = np.zeros((68, 2))
+    lm[17:] = [10.0, 10.0]
+    lm[:17] = [17.0, 10.0]
+    np.testing.assert_allclose(inset_jaw(lm, 3.0)[:17], [[14.0, 10.0]] * 17)
+    np.testing.assert_allclose(inset_jaw(lm, 30.0)[:17], [[10.0, 10.0]] * 17)  # never past the centre
+    v = landmark_external_visibility(seg, lm, inset=3.0)
+    assert (v[:17] == 1.0).all() and (v[17:] == 1.0).all()
+    assert (landmark_external_visibility(seg, lm, inset=0.0)[:17] == 0.0).all()
 
 
 def test_zbuffer_visibility_simple():

@@ -18,8 +18,10 @@ the teacher's placement):
 1. **init**: the 3DDFA_V2 teacher (:mod:`dsfnet.data.teacher`, weights folder from ``--teacher-dir`` or
    ``$DSFNET_TEACHER_DIR``) predicts pose/shape/expression from the landmark crop; without a teacher the fit
    starts from its closed-form initialisation;
-2. **fit**: 2D-convention landmark fitting (:func:`dsfnet.data.fitting.fit_landmarks`, ``convention="2d"``:
-   the jaw points slide along the silhouette); items whose fit is poor (NME > ``--max-nme``) fail;
+2. **fit**: landmark fitting (:func:`dsfnet.data.fitting.fit_landmarks`) in the landmarks' ``--convention``:
+   ``2d`` (default; 300-W-style annotations: the jaw points slide along the silhouette) or ``3d`` (every point a
+   fixed model vertex, as the teacher's or fused pseudo-labels, ``scripts/label_sources.py``); items whose fit is
+   poor (NME > ``--max-nme``) fail;
 3. **profile**: face profiling (:func:`dsfnet.data.profiling.profile_face`) adds ``--views`` rotated copies
    with |yaw| spread up to ``--max-yaw`` (90°) on the side the face already turns to;
 4. **write**: images under ``OUT/images/``, one record per item ``OUT/items/<key>.json`` (written last,
@@ -230,6 +232,7 @@ class Pipeline:
         profile: ``(image_rgb, Fit, rng) -> list of (image_rgb, pose_para)`` extra views (may be empty).
         detect: ``--pseudo`` items: ``image_rgb -> Detection | box (4,) | None`` (None: no face, a failure).
         label: ``--pseudo`` items: ``(image_rgb, box (4,)) -> Fit`` (``nme`` None: no landmark fit).
+        convention: the given landmarks' convention, ``"2d"`` or ``"3d"`` (recorded with each sample).
     """
 
     face_model: Any
@@ -238,6 +241,7 @@ class Pipeline:
     profile: Callable[..., list] | None = None
     detect: Callable[[np.ndarray], Any] | None = None
     label: Callable[[np.ndarray, np.ndarray], Fit] | None = None
+    convention: str = "2d"
 
 
 def load_teacher(face_model, teacher_dir: str | os.PathLike):
@@ -403,7 +407,8 @@ def build_pipeline(config: dict) -> Pipeline:
         label = make_teacher_label(fm, config["teacher_dir"], calibration=det.calibration)
         return Pipeline(face_model=fm, profile=prof, detect=make_detect_stage(det), label=label)
     init = make_teacher_init(fm, config["teacher_dir"]) if config.get("teacher_dir") else None
-    return Pipeline(face_model=fm, init=init, fit=make_fit_stage(fm, config.get("convention", "2d")), profile=prof)
+    conv = config.get("convention", "2d")
+    return Pipeline(face_model=fm, init=init, fit=make_fit_stage(fm, conv), profile=prof, convention=conv)
 
 
 def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, max_nme: float = 0.08) -> dict:
@@ -429,7 +434,7 @@ def process_item(item: Item, pipeline: Pipeline, out_dir: Path, seed: int = 0, m
         else:
             init = pipeline.init(image, item.landmarks) if pipeline.init is not None else None
             fit = pipeline.fit(image, item.landmarks, init)
-            landmarks, convention = item.landmarks, "2d"
+            landmarks, convention = item.landmarks, pipeline.convention
         record["fit_nme"] = fit.nme
         record["teacher_nme"] = fit.teacher_nme
         record.update(fit.extra)
@@ -538,6 +543,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="move every annotation by this similarity before the fit (`dsfnet data convention`: "
                              "the annotations' average offset from the teacher's placement); kept in "
                              "OUT/annotation_correction.json, and a rerun must give the same file")
+    parser.add_argument("--convention", choices=("2d", "3d"), default="2d",
+                        help="the landmarks' convention: 2d (jaw on the visible outline, 300-W/ytf68; default) or 3d "
+                             "(fixed model vertices, AFLW2000-3D / teacher-style pseudo-labels)")
     return parser
 
 
@@ -583,7 +591,8 @@ def main(args: argparse.Namespace, pipeline: Pipeline | None = None) -> int:
           f"validation{distinct}), {len(items) - len(todo)} already built; teacher: {teacher_dir or 'none'}"
           f"{' (pseudo-labels)' if pseudo else ''}; views per face: {args.views}")
     config = {"out": str(out), "seed": args.seed, "max_nme": args.max_nme, "teacher_dir": teacher_dir,
-              "views": args.views, "max_yaw": args.max_yaw, "max_pitch": args.max_pitch, "convention": "2d",
+              "views": args.views, "max_yaw": args.max_yaw, "max_pitch": args.max_pitch,
+              "convention": getattr(args, "convention", "2d"),
               "face_model": None if args.face_model is None else str(args.face_model), "pseudo": pseudo}
     t0 = time.perf_counter()
     if todo:

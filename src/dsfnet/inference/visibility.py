@@ -10,8 +10,10 @@
   the network's visible-face probability ``seg`` (image-space head, ``(S, S)`` in [0, 1]) read at the point, taken as
   the largest value within ``radius`` crop px of it: a point on the face's outline (the jaw) sits where ``seg`` falls
   from face to background, and its own pixel says little; an occluded point has no visible face anywhere near it.
-  The value is then mapped through a fixed calibration (:data:`EXTERNAL_CALIBRATION`: ``clip((p − lo)/(hi − lo),
-  0, 1)``) so that 1 means "seen" and 0.5 is the decision threshold.
+  The jaw landmarks (0–16) are the face's outline itself, where the map falls to background from a few pixels inside
+  it: each is read :data:`JAW_INSET` × S further in, toward the inner points' centre
+  (:func:`landmark_external_visibility`). The value is the probability itself (0.5 the decision threshold): the
+  radius and the inset were chosen on held-out identities (``scripts/tune_visibility.py``, ``docs/training.md``).
 * ``visibility = self_visibility × external_visibility``; a point is reported visible when it is ≥ 0.5.
 
 Everything here works in crop pixels (x right, y down, z toward the camera; pixel centres at integers).
@@ -21,15 +23,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["EXTERNAL_CALIBRATION", "EXTERNAL_RADIUS", "SELF_RADIUS", "external_visibility", "open_depth",
-           "sample_bilinear", "zbuffer_visibility", "zbuffer_visibility_of"]
+__all__ = ["EXTERNAL_RADIUS", "JAW_INSET", "SELF_RADIUS", "external_visibility", "inset_jaw",
+           "landmark_external_visibility", "open_depth", "sample_bilinear", "zbuffer_visibility", "zbuffer_visibility_of"]
 
 #: neighbourhood radius of :func:`external_visibility`, as a fraction of the crop side S
-EXTERNAL_RADIUS = 0.03
+EXTERNAL_RADIUS = 0.015
+#: how far inside the outline the jaw landmarks' external visibility is read, as a fraction of the crop side S
+JAW_INSET = 0.04
+#: the jaw (face outline) landmarks of the 68-point iBUG order
+JAW = slice(0, 17)
 #: neighbourhood radius of the self-occlusion test (:func:`zbuffer_visibility_of`), as a fraction of the crop side S
 SELF_RADIUS = 0.03
-#: (lo, hi): the dilated ``seg`` value mapped to 0 and to 1 (0.5 ↔ (lo + hi)/2 = the lifting's seg threshold 0.5)
-EXTERNAL_CALIBRATION = (0.25, 0.75)
 
 
 def sample_bilinear(channel: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -99,12 +103,6 @@ def dilate_seg(seg: np.ndarray, radius: float) -> np.ndarray:
     return cv2.dilate(s, kernel)
 
 
-def calibrate_external(p: np.ndarray) -> np.ndarray:
-    """Map a (dilated) visible-face probability to the reported external visibility (:data:`EXTERNAL_CALIBRATION`)."""
-    lo, hi = EXTERNAL_CALIBRATION
-    return np.clip((np.asarray(p, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
-
-
 def external_visibility(seg: np.ndarray, points_crop: np.ndarray, radius: float | None = None,
                         dilated: np.ndarray | None = None) -> np.ndarray:
     """External (not self-) visibility of ``(K, 2+)`` crop-px points from the network's ``seg`` ``(S, S)``.
@@ -120,4 +118,24 @@ def external_visibility(seg: np.ndarray, points_crop: np.ndarray, radius: float 
     s = np.asarray(seg, dtype=np.float32)
     if dilated is None:
         dilated = dilate_seg(s, EXTERNAL_RADIUS * s.shape[0] if radius is None else radius)
-    return calibrate_external(sample_bilinear(dilated, np.asarray(points_crop, dtype=np.float64)[:, :2]))
+    return np.clip(sample_bilinear(dilated, np.asarray(points_crop, dtype=np.float64)[:, :2]), 0.0, 1.0)
+
+
+def inset_jaw(landmarks_crop: np.ndarray, distance: float) -> np.ndarray:
+    """``(68, 2)`` copy of ``landmarks_crop`` (crop px) with the jaw points 0–16 moved ``distance`` px toward the
+    centre of the inner points 17–67 (at most all the way to it)."""
+    p = np.asarray(landmarks_crop, dtype=np.float64)[:, :2].copy()
+    c = p[17:].mean(0)
+    d = c - p[JAW]
+    n = np.linalg.norm(d, axis=1, keepdims=True)
+    p[JAW] += d * np.minimum(1.0, distance / np.maximum(n, 1e-9))
+    return p
+
+
+def landmark_external_visibility(seg: np.ndarray, landmarks_crop: np.ndarray, dilated: np.ndarray | None = None,
+                                 inset: float | None = None) -> np.ndarray:
+    """:func:`external_visibility` of the 68 landmarks ``(68, 2+)`` crop px, the jaw read ``inset`` px inside the
+    outline (default :data:`JAW_INSET` × S; :func:`inset_jaw`)."""
+    s = np.asarray(seg, dtype=np.float32)
+    pts = inset_jaw(landmarks_crop, JAW_INSET * s.shape[0] if inset is None else inset)
+    return external_visibility(s, pts, dilated=dilated)
