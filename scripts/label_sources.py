@@ -48,6 +48,21 @@ def _faces(shared: Path) -> list[dict]:
     return faces
 
 
+def _run_dlib(faces: list[dict], out: Path, label_python: str) -> None:
+    """Run ``scripts/label_dlib.py`` in the labelling environment on ``faces`` (boxes hinted by each face's
+    ``teacher_tta`` landmarks); adds ``dlib`` (68 x [x, y]) and ``dlib_detected`` to every face dict."""
+    req = out / "dlib_requests.jsonl"
+    with req.open("w") as fh:
+        for f in faces:
+            t = np.asarray(f["teacher_tta"])
+            fh.write(json.dumps({"image": f["image"], "hint": [*t.min(0).tolist(), *t.max(0).tolist()]}) + "\n")
+    subprocess.run([str(Path(label_python)), str(ROOT / "scripts" / "label_dlib.py"), str(req),
+                    "--out", str(out / "dlib.jsonl")], check=True)
+    for f, line in zip(faces, (out / "dlib.jsonl").read_text().splitlines()):
+        d = json.loads(line)
+        f["dlib"], f["dlib_detected"] = d["pts68"], d["detected"]
+
+
 def predict(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
@@ -67,16 +82,7 @@ def predict(args: argparse.Namespace) -> None:
         roi = roi_from_landmarks(np.asarray(f["annotation"]))
         f["teacher1"] = teacher.predict(img, roi).landmarks[:, :2].tolist()
         f["teacher_tta"] = teacher_tta_landmarks(teacher, img, roi)[:, :2].tolist()
-    req = out / "dlib_requests.jsonl"
-    with req.open("w") as fh:
-        for f in faces:
-            t = np.asarray(f["teacher_tta"])
-            fh.write(json.dumps({"image": f["image"], "hint": [*t.min(0).tolist(), *t.max(0).tolist()]}) + "\n")
-    subprocess.run([str(Path(args.label_python)), str(ROOT / "scripts" / "label_dlib.py"), str(req),
-                    "--out", str(out / "dlib.jsonl")], check=True)
-    for f, line in zip(faces, (out / "dlib.jsonl").read_text().splitlines()):
-        d = json.loads(line)
-        f["dlib"], f["dlib_detected"] = d["pts68"], d["detected"]
+    _run_dlib(faces, out, args.label_python)
     with (out / "sources.jsonl").open("w") as fh:
         for f in faces:
             fh.write(json.dumps(f) + "\n")
@@ -127,16 +133,11 @@ def unlabelled(args: argparse.Namespace) -> None:
         else:
             identity = pixel_identity(img, Path(folder).resolve().name)
         faces.append({"image": str(p.resolve()), "identity": identity, "teacher_tta": tta.tolist()})
-    req = out / "dlib_requests.jsonl"
-    with req.open("w") as fh:
-        for f in faces:
-            t = np.asarray(f["teacher_tta"])
-            fh.write(json.dumps({"image": f["image"], "hint": [*t.min(0).tolist(), *t.max(0).tolist()]}) + "\n")
-    subprocess.run([str(Path(args.label_python)), str(ROOT / "scripts" / "label_dlib.py"), str(req),
-                    "--out", str(out / "dlib.jsonl")], check=True)
-    dl = [json.loads(line) for line in (out / "dlib.jsonl").read_text().splitlines()]
-    t = np.array([f["teacher_tta"] for f in faces])
-    fused = fuse(t, np.array([d["pts68"] for d in dl]), weights, [d["detected"] for d in dl])
+    if not faces:
+        raise SystemExit(f"no face found in {len(files)} images of {args.images}")
+    _run_dlib(faces, out, args.label_python)
+    fused = fuse(np.array([f["teacher_tta"] for f in faces]), np.array([f["dlib"] for f in faces]), weights,
+                 [f["dlib_detected"] for f in faces])
     with (out / "landmarks.jsonl").open("w") as fh:
         for f, pts in zip(faces, fused):
             fh.write(json.dumps({"image": f["image"], "identity": f["identity"], "split": "training",
