@@ -1,8 +1,9 @@
 """Landmark visibility on real and synthetic occlusion (a script, not a test; needs ``../shared``).
 
 Three measurements, each for the current definition (:mod:`dsfnet.inference.visibility`: z-buffer self-visibility ×
-calibrated external visibility read in a neighbourhood) and, from the same network outputs in the same run, the
-previous one (z-buffer × ``seg`` bilinearly read at the point itself), so the ratio is like for like:
+external visibility read in a neighbourhood, the jaw inside the outline) and, from the same network outputs in the
+same run, the previous read-out (the same self-visibility × ``seg`` bilinearly read at the point itself), so the ratio
+is like for like:
 
 1. ``facemask/with_mask`` (real masks; every ``--stride``-th image, largest detected face): share of mouth points
    48–67 reported hidden (visibility < 0.5). Target ≥ 90%.

@@ -43,7 +43,7 @@ class Face:
         crop_box: ``(4,)`` the square crop the network saw, image px.
         self_visibility: ``(68,)`` {0, 1}: 0 = hidden by the face itself (behind the decoded mesh, e.g. the far
             cheek of a profile); the jawline of a frontal face is 1.
-        external_visibility: ``(68,)`` in [0, 1]: the network's calibrated belief that nothing (mask, hand, hair,
+        external_visibility: ``(68,)`` in [0, 1]: the network's probability that nothing (mask, hand, hair,
             object) covers the point; 1 when the network gives no visible-face map.
         vertex_visibility: ``(N,)`` float32 in [0, 1], the same product for every mesh vertex (None if not computed).
         (Definitions: ``docs/CONVENTIONS.md``, Visibility; :mod:`dsfnet.inference.visibility`.)
