@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -34,12 +35,13 @@ def test_gray_and_single_channel_and_rgba_arrays():
     np.testing.assert_array_equal(read_image(rgba), rgba[:, :, :3])
 
 
-def test_float_uint16_bool_scaling():
+def test_float_and_uint16_scaling_and_bool_refused():
     f = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
     assert read_image(f)[0, :, 0].tolist() == [0, 128, 255]
     u16 = np.array([[0, 257, 65535]], dtype=np.uint16)
     assert read_image(u16)[0, :, 1].tolist() == [0, 1, 255]
-    assert read_image(np.array([[True, False]]))[0, :, 2].tolist() == [255, 0]
+    with pytest.raises(ImageReadError, match="boolean array is a mask"):
+        read_image(np.array([[True, False]]))
     assert read_image(np.array([[3, 200]], dtype=np.int64))[0, :, 0].tolist() == [3, 200]
 
 
@@ -149,3 +151,11 @@ def test_absurd_size_refused_before_decoding(tmp_path):
         read_image(tmp_path / "huge.png")
     with pytest.raises(ImageReadError, match="too large"):
         read_image(np.zeros((100, 100), np.uint8), max_pixels=9999)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_special_files_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "p.jpg"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    with pytest.raises(ImageReadError, match="special file"):
+        read_image(fifo)

@@ -6,7 +6,7 @@ Conventions (``docs/CONVENTIONS.md``): images in memory are ``H×W×3 uint8 RGB`
 * **files** (``str`` / ``os.PathLike``) and encoded ``bytes`` are decoded with Pillow, the EXIF orientation is
   applied (a phone photo comes out upright), and OpenCV is the fallback for formats Pillow cannot identify;
 * **numpy arrays** are taken as RGB (pass ``bgr=True`` for arrays from OpenCV): ``uint8``, ``uint16``
-  (scaled by 255/65535), ``bool``, or float in ``[0, 1]``; shapes ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``,
+  (scaled by 255/65535) or float in ``[0, 1]`` (a ``bool`` array is a mask, not a photo: refused); shapes ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``,
   ``(H, W, 4)`` (alpha is dropped);
 * **PIL images** in any mode (grey, palette, RGBA, CMYK, 16-bit, float).
 
@@ -80,6 +80,8 @@ def _from_file(path: Path, max_pixels: int) -> np.ndarray:
         raise ImageNotFoundError(f"image file not found: {path}")
     if path.is_dir():
         raise ImageReadError(f"expected an image file, got a directory: {path}")
+    if not path.is_file():  # a FIFO, socket or device: reading it could block forever
+        raise ImageReadError(f"expected a regular image file, got a special file (FIFO, socket or device): {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -187,7 +189,8 @@ def _to_uint8(a: np.ndarray, what: str) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
+        raise ImageReadError(f"a boolean array is a mask, not an image ({what}); pass uint8 RGB "
+                             "(e.g. mask.astype(np.uint8) * 255 if a black-and-white picture is really meant)")
     if a.dtype == np.uint16:
         return np.round(a.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
@@ -208,4 +211,4 @@ def _to_uint8(a: np.ndarray, what: str) -> np.ndarray:
                 "use uint16 for 16-bit data"
             )
         return a.astype(np.uint8)
-    raise ImageReadError(f"unsupported image dtype {a.dtype} ({what}); expected uint8, uint16, bool or float in [0, 1]")
+    raise ImageReadError(f"unsupported image dtype {a.dtype} ({what}); expected uint8, uint16 or float in [0, 1]")
