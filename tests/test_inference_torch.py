@@ -148,3 +148,29 @@ def test_single_file_onnx_export_carries_its_metadata(toy, tmp_path):
     bare.write_bytes(m.SerializeToString())
     with pytest.raises(ValueError, match="no dsfnet metadata"):
         OnnxRunner(bare, "lite", face_model=fm, layout=layout)
+
+
+def test_damaged_checkpoints_are_refused_before_anything_is_built(toy, tmp_path):
+    from dsfnet.model.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
+
+    fm, layout, model = toy
+    good = torch.load(save_checkpoint(tmp_path / "lite.pt", model), weights_only=True)
+
+    def variant(name, change):
+        ck = {**good, "meta": dict(good["meta"]), "model": dict(good["model"])}
+        change(ck)
+        torch.save(ck, tmp_path / name)
+        return tmp_path / name
+
+    key = next(k for k, v in good["model"].items() if v.is_floating_point())
+    nan = variant("nan.pt", lambda ck: ck["model"].__setitem__(key, torch.full_like(ck["model"][key], float("nan"))))
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        read_checkpoint(nan)
+    with pytest.raises(CheckpointError, match="'meta' must be a mapping"):
+        read_checkpoint(variant("meta.pt", lambda ck: ck.__setitem__("meta", [1, 2])))
+    huge = variant("huge.pt", lambda ck: ck["meta"].__setitem__(
+        "model_config", {**ck["meta"]["model_config"], "uv_size": 200_000}))
+    with pytest.raises(CheckpointError, match="uv_size=200000 is not an integer"):
+        model_from_checkpoint(huge, "lite", face_model=fm)  # refused before a 200,000² layout is attempted
+    with pytest.raises(CheckpointError, match="input_size='64'"):
+        read_checkpoint(variant("str.pt", lambda ck: ck["meta"].__setitem__("input_size", "64")))

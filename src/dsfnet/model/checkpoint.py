@@ -104,7 +104,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("model", "meta"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    if not isinstance(ckpt["meta"], Mapping):
+        raise CheckpointError(f"{path}: 'meta' must be a mapping, got {type(ckpt['meta']).__name__}")
+    if not isinstance(ckpt["model"], Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise CheckpointError(f"{path}: 'model' must be a state dict of tensors")
+    for name, v in ckpt["model"].items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: weight {name!r} holds NaN or infinite values; the file is damaged")
+    _check_recorded_sizes(ckpt["meta"], str(path))
     return ckpt
+
+
+#: accepted range of the recorded sizes (px / cells): anything outside is a damaged or foreign file
+_SIZE_RANGE = {"input_size": (16, 2048), "uv_size": (8, 1024)}
+
+
+def _check_recorded_sizes(meta: Mapping, source: str) -> None:
+    """Refuse recorded sizes of the wrong type or out of range before anything is built from them."""
+    cfg = meta.get("model_config")
+    if cfg is not None and not isinstance(cfg, Mapping):
+        raise CheckpointError(f"{source}: 'meta.model_config' must be a mapping, got {type(cfg).__name__}")
+    for where in (meta, cfg or {}):
+        for key, (lo, hi) in _SIZE_RANGE.items():
+            if key not in where:
+                continue
+            v = where[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise CheckpointError(f"{source}: recorded {key}={v!r} is not an integer in [{lo}, {hi}]")
 
 
 def check_metadata(meta: Mapping, *, expected_variant: str | None = None, face_model_fingerprint: str | None = None,
