@@ -169,6 +169,10 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     (tmp_path / "bad.json").write_text("[]")
     assert main(["predict", "--sample", "-o", str(tmp_path / "o"), "--boxes", str(tmp_path / "bad.json")]) == 2
     assert "--boxes" in capsys.readouterr().err
+    for bad in ("0", "-3", "x"):  # --max-frames 0 used to end in "no frame could be decoded"
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "--sample", "-o", str(tmp_path / "o"), "--max-frames", bad])
+        assert e.value.code == 2 and "integer >= 1" in capsys.readouterr().err
 
 
 def test_export_onnx_usage_errors(tmp_path, capsys, monkeypatch):

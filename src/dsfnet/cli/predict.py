@@ -46,10 +46,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--detector", default="yuface", help="face detector name (default yuface)")
     p.add_argument("--sample", action="store_true", help="also process the bundled sample photo")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop each video/camera after N frames")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop each video/camera after N frames (N >= 1)")
     p.add_argument("--no-smooth", action="store_true", help="videos: no One-Euro smoothing of landmarks and pose")
     p.set_defaults(func=run)
     return p
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error, exit 2, otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
 
 
 def _err(msg: str) -> None:
