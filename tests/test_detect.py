@@ -17,6 +17,7 @@ from dsfnet.detect import (
     create_detector,
     list_detectors,
     load_boxes_file,
+    parse_boxes,
 )
 from dsfnet.io import read_image
 
@@ -103,6 +104,18 @@ def test_boxes_keep_given_order_and_clip(sample):
         BoxesDetector([[10, 10, 5, 20]])
     with pytest.raises(ValueError, match="4 finite numbers"):
         BoxesDetector([[1, 2, 3]])
+    for score in ({"a": 1}, [1], None, float("nan"), True):  # used to raise TypeError or fail later in JSON
+        with pytest.raises(ValueError, match="'score' must be a finite number"):
+            BoxesDetector([{"box": [1, 2, 30, 40], "score": score}])
+    for box in ([10, 10, 10 + 1e-9, 20], [0, 0, 1e30, 1e30]):  # silent garbage before
+        with pytest.raises(ValueError, match="sides >= 2 px"):
+            BoxesDetector([box])
+    from dsfnet.detect.boxes import check_boxes_in_image
+
+    outside = parse_boxes([[10, 10, 100, 120], [600, 600, 700, 700]])  # the second misses a 512 x 512 image
+    with pytest.raises(ValueError, match=r"boxes\[1\]: box .* wholly outside the 512x512 image"):
+        check_boxes_in_image(outside, 512, 512)
+    check_boxes_in_image(out, 512, 512)
 
 
 def test_boxes_file(tmp_path):
@@ -123,6 +136,9 @@ def test_boxes_file(tmp_path):
         load_boxes_file(tmp_path / "bad2.json")
     with pytest.raises(FileNotFoundError):
         load_boxes_file(tmp_path / "missing.json")
+    (tmp_path / "deep.json").write_text('{"a.jpg": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_boxes_file(tmp_path / "deep.json")
 
 
 @pytest.mark.shared

@@ -19,7 +19,11 @@ import numpy as np
 from dsfnet.crop import BoxCalibration
 from dsfnet.detect.base import Detection, FaceDetector
 
-__all__ = ["BoxesDetector", "load_boxes_file", "parse_boxes"]
+__all__ = ["BoxesDetector", "check_boxes_in_image", "load_boxes_file", "parse_boxes"]
+
+#: smallest box side and largest |coordinate| accepted, image px (smaller or larger boxes are input errors)
+MIN_BOX_SIDE = 2.0
+MAX_BOX_COORD = 1e6
 
 
 def parse_boxes(boxes: Any, where: str = "boxes") -> list[Detection]:
@@ -36,21 +40,35 @@ def parse_boxes(boxes: Any, where: str = "boxes") -> list[Detection]:
         if isinstance(item, Mapping):
             if "box" not in item:
                 raise ValueError(f"{where}[{i}]: an object needs a 'box' key, got keys {sorted(item)}")
-            score = float(item.get("score", 1.0))
+            score = item.get("score", 1.0)
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
+                raise ValueError(f"{where}[{i}]: 'score' must be a finite number, got {score!r}")
+            score = float(score)
             item = item["box"]
         if isinstance(item, Detection):
             out.append(item)
             continue
         try:
             b = np.asarray(item, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}[{i}]: expected 4 numbers [x0, y0, x1, y1], got {item!r}") from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{where}[{i}]: expected 4 numbers [x0, y0, x1, y1], got {str(item)[:80]}") from exc
         if b.shape != (4,) or not np.isfinite(b).all():
             raise ValueError(f"{where}[{i}]: expected 4 finite numbers [x0, y0, x1, y1], got {item!r}")
         if not (b[2] > b[0] and b[3] > b[1]):
             raise ValueError(f"{where}[{i}]: a box needs x1 > x0 and y1 > y0, got {b.tolist()}")
+        if min(b[2] - b[0], b[3] - b[1]) < MIN_BOX_SIDE or np.abs(b).max() > MAX_BOX_COORD:
+            raise ValueError(f"{where}[{i}]: a face box needs sides >= {MIN_BOX_SIDE:g} px and coordinates within "
+                             f"±{MAX_BOX_COORD:g} px, got {b.tolist()}")
         out.append(Detection(b, score))
     return out
+
+
+def check_boxes_in_image(detections: Sequence[Detection], width: int, height: int, where: str = "boxes") -> None:
+    """Raise ValueError naming the first box that does not overlap the ``width`` × ``height`` image at all."""
+    for i, d in enumerate(detections):
+        x0, y0, x1, y1 = (float(v) for v in d.box[:4])
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise ValueError(f"{where}[{i}]: box {[x0, y0, x1, y1]} lies wholly outside the {width}x{height} image")
 
 
 def load_boxes_file(path: str | os.PathLike) -> dict[str, list[Detection]]:
@@ -62,6 +80,8 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, list[Detection]]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"boxes file {p} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ValueError(f"boxes file {p} is nested too deeply to be a boxes file") from None
     if not isinstance(data, dict):
         raise ValueError(f"boxes file {p} must hold an object {{image: [[x0, y0, x1, y1], ...]}}, got {type(data).__name__}")
     return {str(k): parse_boxes(v, f"{p.name}[{k!r}]") for k, v in data.items()}

@@ -33,6 +33,7 @@ from dsfnet.crop import (
     warp_image,
 )
 from dsfnet.detect import BoxesDetector, Detection, FaceDetector, create_detector, parse_boxes
+from dsfnet.detect.boxes import check_boxes_in_image
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.runner import BACKENDS, NetworkRunner, OnnxRunner, TorchRunner, resolve_weights
 from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility, landmark_external_visibility,
@@ -207,6 +208,7 @@ class FaceAligner:
         img = read_image(image)
         if boxes is not None:
             dets = parse_boxes(boxes) if not isinstance(boxes, BoxesDetector) else boxes.detect(img)
+            check_boxes_in_image(dets, img.shape[1], img.shape[0])
             cal = box_calibration or (self.detector.calibration if self.detector is not None else BoxCalibration())
         else:
             if self.detector is None:
