@@ -169,6 +169,11 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     (tmp_path / "bad.json").write_text("[]")
     assert main(["predict", "--sample", "-o", str(tmp_path / "o"), "--boxes", str(tmp_path / "bad.json")]) == 2
     assert "--boxes" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")  # an output under a file: refused before the model loads, nothing made
+    assert main(["predict", "--sample", "-o", str(tmp_path / "afile" / "sub" / "o")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["predict", "--sample", "-o", str(tmp_path / "afile")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
     for bad in ("0", "-3", "x"):  # --max-frames 0 used to end in "no frame could be decoded"
         with pytest.raises(SystemExit) as e:
             main(["predict", "--sample", "-o", str(tmp_path / "o"), "--max-frames", bad])

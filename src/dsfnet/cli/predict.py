@@ -5,6 +5,7 @@ Heavy modules (torch, OpenCV, the model) are imported inside :func:`run`, so ``d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,20 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
     return n
+
+
+def _output_problem(out: Path) -> str | None:
+    """Why ``out`` cannot become the output folder (checked before the model loads; nothing is created), or None."""
+    if out.exists():
+        if not out.is_dir():
+            return "exists and is not a folder"
+        return None if os.access(out, os.W_OK | os.X_OK) else "the folder is not writable"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file, not a folder"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created: {parent} is not writable"
 
 
 def _err(msg: str) -> None:
@@ -233,8 +248,9 @@ def run(args: argparse.Namespace) -> int:
         _err("no input: give image/video/folder paths, a camera index, or --sample")
         return 2
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        _err(f"--output {out} exists and is not a folder")
+    problem = _output_problem(out)
+    if problem:
+        _err(f"--output {out}: {problem}")
         return 2
     boxes_db = None
     if args.boxes:
