@@ -58,6 +58,10 @@ def test_cache_and_index_datasets_with_seeded_augmentation(toy, tmp_path):
     assert np.array_equal(x1["image"], x2["image"])  # same (seed, epoch, index) -> same augmentation
     seeded.set_epoch(1)
     assert not np.array_equal(seeded[1]["image"], x1["image"])  # another epoch, another augmentation
+    assert ds.augmenter.pool is None  # no occluder pool unless asked
+    pooled = open_dataset(tmp_path / "cache", model, augment=True, builder=builder, occlusion={"occluder_pool": 5})
+    assert len(pooled.augmenter.pool) == 2  # at most the source's size, its own training crops
+    assert np.array_equal(pooled.augmenter.pool[1], pooled.cache[1]["image"])
     plain = open_dataset(tmp_path / "cache", model, augment=False)
     assert np.abs(plain[0]["posmap"] - syn[0]["posmap"]).max() < 2e-3  # float16 storage
     with pytest.raises(ValueError, match="face model"):

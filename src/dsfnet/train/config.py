@@ -54,6 +54,9 @@ class DataSection:
     occlude_anchored: float = 0.0
     #: MaskTheFace-style folder of face-mask templates for those occluders (None: procedural masks only)
     occluder_templates: str | None = None
+    #: training crops (per source, evenly spaced) whose patches fill the generic occluders: objects cut from other
+    #: photos (0: procedural fills only)
+    occluder_pool: int = 0
     synthetic: int = 0
     val_max: int = 512
 

@@ -182,8 +182,9 @@ def target_builder_for(model: Any, face_model: Any | None = None, layout: Any | 
     return TargetBuilder(fm, lay, model.config.input_size)
 
 
-def _augmenter(builder: Any, enabled: bool, occlusion: dict | None = None) -> Any | None:
-    """The training augmenter, or None. ``occlusion``: ``{"occlude_anchored": p, "occluder_templates": folder}``."""
+def _augmenter(builder: Any, enabled: bool, occlusion: dict | None = None, pool: list | None = None) -> Any | None:
+    """The training augmenter, or None. ``occlusion``: ``{"occlude_anchored": p, "occluder_templates": folder}``;
+    ``pool``: photos (``(h, w, 3)`` uint8 RGB) to cut occluder fills from."""
     if not enabled:
         return None
     from dsfnet.data.augment import AugmentConfig, Augmenter
@@ -195,7 +196,7 @@ def _augmenter(builder: Any, enabled: bool, occlusion: dict | None = None) -> An
 
         templates = MaskTemplates(occ["occluder_templates"])
     return Augmenter(builder, AugmentConfig(occlude_anchored=float(occ.get("occlude_anchored", 0.0))),
-                     templates=templates)
+                     pool=pool or None, templates=templates)
 
 
 def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | None = None,
@@ -223,7 +224,9 @@ def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | 
         if fp and want and fp != want:
             raise ValueError(f"cache {p} was built with face model {fp}, the model uses {want}")
         if augment:
-            ds.augmenter = _augmenter(builder or target_builder_for(model), True, occlusion)
+            n_pool = min(int((occlusion or {}).get("occluder_pool") or 0), len(ds))
+            pool = [ds.cache[int(i)]["image"] for i in np.linspace(0, len(ds) - 1, n_pool).astype(int)] if n_pool else None
+            ds.augmenter = _augmenter(builder or target_builder_for(model), True, occlusion, pool)
         return ds
     if p.is_file() and p.suffix == ".jsonl":
         from dsfnet.data.sample import read_index
@@ -250,7 +253,8 @@ def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
     sources = data_sources(d.train)
     if not sources:
         raise ValueError("no training data: set --data DIR (data.train) or data.synthetic=N")
-    occlusion = {"occlude_anchored": d.occlude_anchored, "occluder_templates": d.occluder_templates}
+    occlusion = {"occlude_anchored": d.occlude_anchored, "occluder_templates": d.occluder_templates,
+                 "occluder_pool": d.occluder_pool}
     train = _concat([open_dataset(src, model, augment=d.augment, split="train", occlusion=occlusion)
                      for src in sources])
     vals = []
