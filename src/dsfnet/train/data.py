@@ -201,7 +201,10 @@ def _augmenter(builder: Any, enabled: bool, occlusion: dict | None = None, pool:
 
 def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | None = None,
                  split: str = "train", occlusion: dict | None = None) -> Dataset:
-    """A dataset from a cache folder, a ``.jsonl`` index or a ``dsfnet data build`` folder (module docstring)."""
+    """A dataset from a cache folder, a ``.jsonl`` index or a ``dsfnet data build`` folder (module docstring).
+
+    ``occlusion`` (augmented caches): ``{"occlude_anchored", "occluder_templates", "occluder_pool"}`` as in
+    :class:`~dsfnet.train.config.DataSection`; the pool is that many of this source's own crops, evenly spaced."""
     from dsfnet.data.cache import cache_folder_name
 
     p = Path(path)
