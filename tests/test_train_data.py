@@ -178,3 +178,10 @@ def test_train_config_and_cli_accept_a_list_of_sources():
     for bad in ("data.train=5", "data.train=[]", "data.val=[a, 3]"):
         with pytest.raises(ValueError, match="path or a non-empty list"):
             TrainConfig.load(None, [bad])
+
+
+def test_final_line_reports_the_val_nme_in_percent_or_says_there_is_none():
+    from dsfnet.cli.train import final_metric_text
+
+    assert final_metric_text(0.0249) == "best val NME 2.49%"  # percent, as in every other human-facing line
+    assert "no validation NME" in final_metric_text(float("inf"))  # was "best val NME inf" with no word of why

@@ -273,3 +273,12 @@ def test_init_weights_starts_a_fresh_schedule_from_a_checkpoint(tmp_path):
     ckpt_mod.release_weights(tmp_path / "a" / "last.pt", tmp_path / "released.pt")
     with pytest.raises(ValueError, match="no optimiser state"):
         train(_config(**{"run.init_weights": str(tmp_path / "released.pt"), "run.init_optimizer": True}), tmp_path / "f")
+
+
+def test_no_validation_data_is_said_up_front(tmp_path, capsys):
+    from dsfnet.train._toy import ToyDataset
+
+    result = train(_config(**{"optim.epochs": 1}), tmp_path / "run", train_set=ToyDataset(8, seed=0), val_set=None)
+    err = capsys.readouterr().err
+    assert "warning: no validation data" in err
+    assert result.best_metric == float("inf")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -76,5 +77,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"dsfnet train: {e}", file=sys.stderr)
         return 2
     print(f"dsfnet train: {result.status} at step {result.step} (epoch {result.epoch}); "
-          f"best val NME {result.best_metric:.4g}; run folder {result.run_dir}", file=sys.stderr)
+          f"{final_metric_text(result.best_metric)}; run folder {result.run_dir}", file=sys.stderr)
     return 0
+
+
+def final_metric_text(best_nme: float) -> str:
+    """The run's best validation NME as people read it everywhere else (percent), or why there is none.
+
+    >>> final_metric_text(0.0249), final_metric_text(float("inf"))
+    ('best val NME 2.49%', 'no validation NME (no validation data, or no validation ran): best.pt is not chosen on held-out faces')
+    """
+    if not math.isfinite(best_nme):
+        return "no validation NME (no validation data, or no validation ran): best.pt is not chosen on held-out faces"
+    return f"best val NME {100 * best_nme:.2f}%"

@@ -328,6 +328,9 @@ class Trainer:
                              f"{config.data.batch_size * self.world}")
         self.train_set = SeededSamples(train_set, r.seed)
         self.val_set = val_set
+        if (val_set is None or len(val_set) == 0) and self.rank == 0:  # type: ignore[arg-type]
+            print("warning: no validation data (no --val and no val split in the data): the run is never scored on "
+                  "held-out faces and best.pt is not chosen on them", file=sys.stderr)
         self.steps_per_epoch = len(train_set) // (config.data.batch_size * self.world)  # type: ignore[arg-type]
         self.total_steps = max(1, int(round(config.optim.epochs * self.steps_per_epoch)))
         self.optimizer = make_optimizer(self.model.parameters(), config.optim)
