@@ -157,11 +157,15 @@ def fuse(teacher: np.ndarray, dlib: np.ndarray, weights: dict[str, float], use: 
     return out
 
 
-def nme(pred: np.ndarray, ref: np.ndarray, points=slice(0, 68)) -> float:
-    """Mean NME (%) over faces: mean point error / √(w·h) of the reference's 68-point box."""
-    wh = ref.max(1) - ref.min(1)
-    e = np.linalg.norm(pred[:, points] - ref[:, points], axis=-1).mean(-1)
-    return float(100 * np.mean(e / np.sqrt(wh[:, 0] * wh[:, 1])))
+def nme(pred: np.ndarray, ref: np.ndarray, inner: bool = False) -> float:
+    """Mean NME (%) over faces of ``(N, 68, 2)`` against ``ref``, over √(w·h) of the reference's 68-point box: all
+    68 points (:func:`dsfnet.eval.metrics.nme_2d`) or the 51 inner ones (:func:`dsfnet.data.convention.inner_nme`)."""
+    from dsfnet.data.convention import inner_nme
+    from dsfnet.eval.metrics import nme_2d
+
+    if inner:
+        return 100 * inner_nme(pred, ref)
+    return float(100 * np.mean([nme_2d(p, r) for p, r in zip(pred, ref)]))
 
 
 def score(args: argparse.Namespace) -> None:
@@ -195,7 +199,6 @@ def score(args: argparse.Namespace) -> None:
     print("fusion weights toward dlib (fitted on", len(t), "training-identity faces):",
           {k: round(v, 3) for k, v in weights.items()})
     (Path(args.labels) / "fusion.json").write_text(json.dumps({"weights": weights, "faces": len(t)}, indent=1) + "\n")
-    inner = slice(17, 68)
     for gname, sel in groups.items():
         if not sel:
             continue
@@ -208,7 +211,7 @@ def score(args: argparse.Namespace) -> None:
             refs["annotations moved to the teacher's placement"] = corr.apply(a["annotation"])
         det = np.mean([f["dlib_detected"] for f in sel])
         for rname, r in refs.items():
-            cells = "  ".join(f"{s} {nme(a[s], r):.2f}/{nme(a[s], r, inner):.2f}" for s in SOURCES)
+            cells = "  ".join(f"{s} {nme(a[s], r):.2f}/{nme(a[s], r, inner=True):.2f}" for s in SOURCES)
             print(f"{gname} (n={len(sel)}, dlib detected {100 * det:.0f}%) vs {rname}: 68/inner51 NME %  {cells}")
 
 

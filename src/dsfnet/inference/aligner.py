@@ -10,9 +10,9 @@ Pipeline and frames (``docs/CONVENTIONS.md``):
    nose-relative z) and ``rotation``.
 5. Decode with ``dsfnet.decode.UVCodec``: dense vertices and 68 landmarks in crop px, then back to image px
    through the inverse crop matrix (z divided by the same scale k). Visibility (:mod:`dsfnet.inference.visibility`):
-   self-visibility (not behind the decoded mesh: z-buffer at its pixel, tolerance ``visibility_tolerance × S``) times
-   external visibility (the network's visible-face probability ``seg`` near the point; the jaw read inside the outline), per landmark and
-   per vertex. Pose:
+   self-visibility (not behind the decoded mesh: z-buffer near its pixel, tolerance ``visibility_tolerance × S``)
+   times external visibility (the network's visible-face probability ``seg`` near the point; the jaw read inside the
+   outline), per landmark and per vertex. Pose:
    ``geometry.matrix_to_pose_para(rotation)`` in degrees (the crop is an axis-aligned scaling, so the
    rotation is the same in crop and image frames).
 """
@@ -36,9 +36,9 @@ from dsfnet.detect import BoxesDetector, Detection, FaceDetector, create_detecto
 from dsfnet.detect.boxes import check_boxes_in_image
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.runner import BACKENDS, NetworkRunner, OnnxRunner, TorchRunner, resolve_weights
-from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility, landmark_external_visibility,
-                                         open_depth,
-                                         zbuffer_visibility, zbuffer_visibility_of)
+from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility,
+                                         landmark_external_visibility, open_depth, zbuffer_visibility,
+                                         zbuffer_visibility_of)
 from dsfnet.io import read_image
 
 __all__ = ["FaceAligner", "decode_face", "zbuffer_visibility"]
@@ -85,8 +85,8 @@ def decode_face(
     vertex_vis = zbuffer_visibility_of(raster, verts_crop, tol, depth=depth)
     ext_vis = np.ones(len(lmk_crop))
     if "seg" in outputs:
-        seg = np.asarray(outputs["seg"][index], dtype=np.float32).reshape(-1, size, size)[0]
-        dilated = dilate_seg(np.clip(seg, 0.0, 1.0), EXTERNAL_RADIUS * size)
+        seg = np.clip(np.asarray(outputs["seg"][index], dtype=np.float32).reshape(-1, size, size)[0], 0.0, 1.0)
+        dilated = dilate_seg(seg, EXTERNAL_RADIUS * size)
         ext_vis = landmark_external_visibility(seg, lmk_crop, dilated=dilated)
         vertex_vis = vertex_vis * external_visibility(seg, verts_crop, dilated=dilated)
     back = invert_matrix(crop_matrix(crop_box, size))

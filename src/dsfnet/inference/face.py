@@ -78,7 +78,8 @@ class Face:
         """JSON-ready dict (the ``faces[]`` entry of ``results.jsonl``); ``mesh`` is the mesh file name or None.
 
         Keys: ``bbox, score, landmarks_2d (68x[x,y]), landmarks_3d (68x[x,y,z]), visibility (68),
-        self_visibility (68), external_visibility (68), pose {yaw, pitch, roll, rotation (3x[3])}, mesh``. Numbers rounded to ``ndigits`` (rotation to 6 digits).
+        self_visibility (68), external_visibility (68), pose {yaw, pitch, roll, rotation (3x[3])}, mesh``.
+        Numbers rounded to ``ndigits`` (rotation to 6 digits).
         """
         return {
             "bbox": _finite_list(self.bbox, ndigits),

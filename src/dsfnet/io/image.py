@@ -6,8 +6,8 @@ Conventions (``docs/CONVENTIONS.md``): images in memory are ``H×W×3 uint8 RGB`
 * **files** (``str`` / ``os.PathLike``) and encoded ``bytes`` are decoded with Pillow, the EXIF orientation is
   applied (a phone photo comes out upright), and OpenCV is the fallback for formats Pillow cannot identify;
 * **numpy arrays** are taken as RGB (pass ``bgr=True`` for arrays from OpenCV): ``uint8``, ``uint16``
-  (scaled by 255/65535) or float in ``[0, 1]`` (a ``bool`` array is a mask, not a photo: refused); shapes ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``,
-  ``(H, W, 4)`` (alpha is dropped);
+  (scaled by 255/65535) or float in ``[0, 1]`` (a ``bool`` array is a mask, not a photo: refused); shapes
+  ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``, ``(H, W, 4)`` (alpha is dropped);
 * **PIL images** in any mode (grey, palette, RGBA, CMYK, 16-bit, float).
 
 Every failure raises :class:`ImageReadError` (a ``ValueError``; the missing-file case is also a
