@@ -2,12 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH ?= 2.13.0
 
 .PHONY: demo test install clean
 
 $(BIN)/dsfnet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==$(TORCH)"  # the tested CPU build; pyproject accepts torch>=2.13,<3
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(BIN)/dsfnet
 
