@@ -159,3 +159,60 @@ def test_special_files_are_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)  # opening it for reading would block until a writer comes
     with pytest.raises(ImageReadError, match="special file"):
         read_image(fifo)
+
+
+# ------------------------------------------------------------------- PIL edge cases a breaker found (#19)
+
+def test_32_bit_tiff_holding_8_bit_values_reads_as_8_bit():
+    gray = np.random.default_rng(1).integers(0, 256, (6, 8)).astype(np.int32)
+    buf = io.BytesIO()
+    Image.fromarray(gray, mode="I").save(buf, format="TIFF")
+    out = read_image(buf.getvalue())
+    np.testing.assert_array_equal(out[..., 0], gray.astype(np.uint8))  # not scaled down to 0..1
+    np.testing.assert_array_equal(read_image(Image.fromarray(gray, mode="I"))[..., 0], gray.astype(np.uint8))
+
+
+def test_16_bit_png_in_mode_i_stays_16_bit():
+    g16 = np.full((4, 4), 200, np.uint16)  # dark, but declared 16-bit by the PNG
+    buf = io.BytesIO()
+    Image.fromarray(g16).save(buf, format="PNG")
+    assert read_image(buf.getvalue()).max() == round(200 * 255 / 65535)
+
+
+def test_premultiplied_la_and_rgba_modes_are_read():
+    la = Image.new("La", (5, 3), (120, 255))
+    np.testing.assert_array_equal(read_image(la), np.full((3, 5, 3), 120, np.uint8))
+    rgba = Image.new("RGBa", (5, 3), (10, 20, 30, 255))
+    np.testing.assert_array_equal(read_image(rgba)[0, 0], [10, 20, 30])
+
+
+def test_truncated_lazy_and_closed_pil_images_are_clear_errors():
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64)).save(buf, format="PNG")
+    lazy = Image.open(io.BytesIO(buf.getvalue()[:300]))  # header fine, data cut: fails only when decoded
+    with pytest.raises(ImageReadError, match="truncated, corrupt or closed"):
+        read_image(lazy)
+    closed = Image.open(io.BytesIO(buf.getvalue()))
+    closed.close()
+    with pytest.raises(ImageReadError, match="truncated, corrupt or closed"):
+        read_image(closed)
+
+
+def test_multi_page_tiff_uses_the_first_page_and_says_so():
+    pages = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (10, 200)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    with pytest.warns(UserWarning, match="2 frames.*first"):
+        out = read_image(buf.getvalue())
+    assert out.max() == 10
+
+
+def test_folder_suffixes_cover_what_a_named_file_reads(tmp_path):
+    from dsfnet.io.image import image_suffixes
+
+    img = Image.fromarray(_rgb(8, 8))
+    for fmt, suffix in (("GIF", ".gif"), ("PNG", ".png"), ("TIFF", ".tif")):
+        img.save(tmp_path / f"x{suffix}", format=fmt)
+        assert read_image(tmp_path / f"x{suffix}").shape == (8, 8, 3)
+        assert suffix in image_suffixes()
+    assert ".mpg" not in image_suffixes() and ".pdf" not in image_suffixes()

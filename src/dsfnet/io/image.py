@@ -8,7 +8,11 @@ Conventions (``docs/CONVENTIONS.md``): images in memory are ``H×W×3 uint8 RGB`
 * **numpy arrays** are taken as RGB (pass ``bgr=True`` for arrays from OpenCV): ``uint8``, ``uint16``
   (scaled by 255/65535) or float in ``[0, 1]`` (a ``bool`` array is a mask, not a photo: refused); shapes
   ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``, ``(H, W, 4)`` (alpha is dropped);
-* **PIL images** in any mode (grey, palette, RGBA, CMYK, 16-bit, float).
+* **PIL images** in any mode (grey, palette, RGBA, premultiplied ``La``/``RGBa``, CMYK, 16-bit, float; a 32-bit
+  ``I`` image is 16-bit when it comes from a PNG or holds values above 255, else 8-bit); a multi-page or animated
+  image gives its first frame, with a warning.
+
+:func:`image_suffixes` lists the file suffixes this module decodes, so folder scans find what a named file reads.
 
 Every failure raises :class:`ImageReadError` (a ``ValueError``; the missing-file case is also a
 ``FileNotFoundError``) whose message names the input and says what was expected.
@@ -23,7 +27,7 @@ from typing import Union
 
 import numpy as np
 
-__all__ = ["MAX_PIXELS", "ImageNotFoundError", "ImageReadError", "ImageSource", "read_image"]
+__all__ = ["MAX_PIXELS", "ImageNotFoundError", "ImageReadError", "ImageSource", "image_suffixes", "read_image"]
 
 #: Inputs with more pixels than this are refused (50 megapixels; a face aligner never needs more).
 MAX_PIXELS = 50_000_000
@@ -37,6 +41,28 @@ class ImageReadError(ValueError):
 
 class ImageNotFoundError(ImageReadError, FileNotFoundError):
     """The image path does not exist (both a :class:`ImageReadError` and a ``FileNotFoundError``)."""
+
+
+#: photo formats a folder scan looks for; each is used when this machine's Pillow (or OpenCV) can open it
+_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
+                   ".avif", ".avifs", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".pbm", ".pgm", ".ppm", ".pnm", ".tga",
+                   ".qoi", ".psd", ".ico")
+_OPENCV_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm",
+                    ".pnm", ".jp2")
+
+
+def image_suffixes() -> tuple[str, ...]:
+    """Lower-case suffixes (with the dot) of the photo files :func:`read_image` decodes on this machine: the usual
+    formats, plus ``.gif``, ``.avif``, ``.heic`` (when its Pillow plugin is installed), ... as Pillow can open them.
+
+    >>> {".jpg", ".png", ".gif"} <= set(image_suffixes())
+    True
+    """
+    from PIL import Image
+
+    Image.init()
+    pillow = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return tuple(s for s in _PHOTO_SUFFIXES if s in pillow or s in _OPENCV_SUFFIXES)
 
 
 def read_image(source: ImageSource, *, bgr: bool = False, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -68,6 +94,11 @@ def read_image(source: ImageSource, *, bgr: bool = False, max_pixels: int = MAX_
     except ImportError:  # pragma: no cover - pillow is a dependency
         Image = None
     if Image is not None and isinstance(source, Image.Image):
+        try:
+            source.load()  # a lazily opened image decodes here: truncated or closed files fail cleanly
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"cannot decode the PIL image (truncated, corrupt or closed): {exc}") from exc
+        _warn_if_many_frames(source, "PIL image")
         return _from_pil(source, max_pixels, "PIL image")
     raise ImageReadError(
         "expected an image path, encoded bytes, a numpy array (H, W[, 1|3|4]) or a PIL image, "
@@ -103,6 +134,7 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             img = Image.open(_io.BytesIO(data))
             _check_size(img.size[1], img.size[0], max_pixels, name)  # header only: nothing decoded yet
             img.load()
+            _warn_if_many_frames(img, name)
             img = ImageOps.exif_transpose(img)
     except ImageReadError:
         raise
@@ -134,17 +166,26 @@ def _decode_cv2(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     return _from_array(arr, bgr=arr.ndim == 3 and arr.shape[2] >= 3, max_pixels=max_pixels, what=name)
 
 
+def _warn_if_many_frames(img, name: str) -> None:
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    if frames > 1:
+        warnings.warn(f"{name} has {frames} frames (multi-page or animated); using the first", stacklevel=4)
+
+
 def _from_pil(img, max_pixels: int, name: str) -> np.ndarray:
     _check_size(img.size[1], img.size[0], max_pixels, name)
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their straight forms
+        img = img.convert({"La": "LA", "RGBa": "RGBA"}[img.mode])
     mode = img.mode
     if mode in ("RGB", "L", "RGBA"):
         arr = np.asarray(img)
     elif mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(img)
-        if mode == "I":  # 32-bit ints: 16-bit PNGs often arrive as mode "I"
+        if mode == "I":  # 32-bit ints: 16-bit PNGs arrive as mode "I"; so do 8-bit values in 32-bit TIFFs
             if arr.size and (arr.min() < 0 or arr.max() > 65535):
                 raise ImageReadError(f"32-bit integer image with values outside 0..65535: {name}")
-            arr = arr.astype(np.uint16)
+            sixteen_bit = getattr(img, "format", None) == "PNG" or (arr.size and arr.max() > 255)
+            arr = arr.astype(np.uint16 if sixteen_bit else np.uint8)
         elif mode == "F":
             arr = arr.astype(np.float32)
             if arr.size and np.nanmax(arr) > 1.0:  # float TIFFs on a 0..255 scale
