@@ -18,16 +18,11 @@ def shade_mesh(vertices: np.ndarray, triangles: np.ndarray, height: int, width: 
 
     Lambertian shading with ``|n_z|`` of the per-vertex normals (winding independent).
     """
-    from dsfnet.render import rasterize
-    from dsfnet.render.attributes import interpolate
+    from dsfnet.render import interpolate, rasterize, vertex_normals
 
     v = np.asarray(vertices, dtype=np.float64)
     t = np.asarray(triangles, dtype=np.int64)
-    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, t[:, k], fn)
-    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    vn = vertex_normals(v, t)
     shade = 0.25 + 0.75 * np.abs(vn[:, 2:3])
     colors = shade * np.array([[200.0, 210.0, 235.0]])
     raster = rasterize(v, t, height, width)

@@ -7,6 +7,7 @@ chooses the frame and says so through ``comment``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -186,20 +187,36 @@ def _comment_lines(comment: str | None, prefix: str) -> str:
 def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, *, comment: str | None = None) -> Path:
     """Wavefront OBJ: ``v x y z [r g b]`` (colours as floats in [0, 1]) and 1-based ``f a b c``.
 
+    The text is formatted in one ``%`` pass per block (no per-line Python loop); the ``f`` block of a topology is
+    kept (:func:`_face_block`), since every face of a model shares it.
+
     Args:
         vertices: ``(N, 3)`` float, any frame (say which in ``comment``).
         triangles: ``(T, 3)`` int, 0-based vertex indices.
         colors: optional ``(N, 3)`` uint8 0..255 or float in [0, 1].
     """
     v, t, c = _check_mesh(vertices, triangles, colors)
-    parts = [_comment_lines(comment, "# ")]
     if c is None:
-        parts.append("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in v))
+        vblock = ("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.reshape(-1).tolist())
     else:
-        cf = c / 255.0
-        parts.append("".join(f"v {x:.6f} {y:.6f} {z:.6f} {r:.4f} {g:.4f} {b:.4f}\n" for (x, y, z), (r, g, b) in zip(v, cf)))
-    parts.append("".join(f"f {a} {b} {d}\n" for a, b, d in t + 1))
-    return atomic_write_text(path, "".join(parts))
+        vc = np.concatenate([v, c / 255.0], axis=1)
+        vblock = ("v %.6f %.6f %.6f %.4f %.4f %.4f\n" * len(v)) % tuple(vc.reshape(-1).tolist())
+    return atomic_write_text(path, _comment_lines(comment, "# ") + vblock + _face_block(t))
+
+
+_FACE_BLOCKS: dict[bytes, str] = {}
+
+
+def _face_block(t: np.ndarray) -> str:
+    """The ``f a b c`` lines (1-based) of ``(T, 3)`` int64 triangles; the last few topologies are memoised."""
+    key = hashlib.blake2b(t.tobytes(), digest_size=16).digest() + str(t.shape).encode()
+    block = _FACE_BLOCKS.get(key)
+    if block is None:
+        block = ("f %d %d %d\n" * len(t)) % tuple((t + 1).reshape(-1).tolist())
+        if len(_FACE_BLOCKS) >= 4:
+            _FACE_BLOCKS.pop(next(iter(_FACE_BLOCKS)))
+        _FACE_BLOCKS[key] = block
+    return block
 
 
 def write_ply(

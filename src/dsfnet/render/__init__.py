@@ -6,7 +6,7 @@ at integer coordinates). Pure numpy; imports nothing else from dsfnet.
 """
 from __future__ import annotations
 
-from dsfnet.render.attributes import interpolate, interpolation_matrix, render_colors
+from dsfnet.render.attributes import interpolate, interpolation_matrix, render_colors, vertex_normals
 from dsfnet.render.raster import COVERAGE_EPS, DEGENERATE_AREA2, Raster, rasterize, rasterize_reference
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "rasterize",
     "rasterize_reference",
     "render_colors",
+    "vertex_normals",
 ]

@@ -10,7 +10,7 @@ from dsfnet.render.raster import Raster, rasterize
 if TYPE_CHECKING:  # scipy is imported lazily, only by interpolation_matrix
     import scipy.sparse
 
-__all__ = ["interpolate", "interpolation_matrix", "render_colors"]
+__all__ = ["interpolate", "interpolation_matrix", "render_colors", "vertex_normals"]
 
 
 def _check_raster_triangles(raster: Raster, triangles: np.ndarray) -> np.ndarray:
@@ -126,3 +126,22 @@ def render_colors(
     img = interpolate(raster, triangles, c)
     img[~raster.mask] = bg
     return img
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Unit per-vertex normals ``(V, 3)`` float64: the area-weighted sum of the incident faces' normals.
+
+    Face normals are ``(B - A) x (C - A)`` in the vertices' own frame, so their sign follows the winding; a vertex
+    no triangle uses gets ``(0, 0, 0)``. One ``bincount`` per axis (the triangles' corners in order), so the sums
+    are accumulated in the same order as ``numpy.add.at`` would.
+
+    >>> vertex_normals(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]]), np.array([[0, 1, 2]]))[0].tolist()
+    [0.0, 0.0, 1.0]
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    t = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
+    corners = t.T.reshape(-1)  # corner 0 of every triangle, then corner 1, then corner 2
+    weights = np.tile(fn, (3, 1))
+    vn = np.stack([np.bincount(corners, weights[:, k], minlength=len(v)) for k in range(3)], axis=1)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
