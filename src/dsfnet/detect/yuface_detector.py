@@ -4,6 +4,10 @@
 landmarks (N, 10) int16 x, y pairs)`` in the pixels of the image it was given. Large images are slow and
 detect worse (the wheel warns above 960 px), so images whose longer side exceeds ``max_side`` are
 downscaled (``cv2.INTER_AREA``) before detection and the boxes scaled back.
+
+``yuface.detect`` leaks ~30 KB per call inside its C code; calls go through one process-wide
+:class:`~dsfnet.detect.recycling.RecyclingCaller`, so a long stream runs them in a worker process that is
+replaced every 2,000 calls (``benchmarks/detector_soak.py`` measures it).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 
 from dsfnet.crop import BoxCalibration
 from dsfnet.detect.base import Detection, FaceDetector
+from dsfnet.detect.recycling import RecyclingCaller
 
 __all__ = ["YUFACE_CALIBRATION", "YuFaceDetector"]
 
@@ -26,6 +31,19 @@ __all__ = ["YUFACE_CALIBRATION", "YuFaceDetector"]
 #: error 2.7% of the crop side (12.2% uncalibrated), median side ratio 0.996 (1.099), IQR of the ratio 0.065.
 #: ytf68 landmarks follow the 2-D (visible contour) convention; on near-frontal faces it matches the 3-D one.
 YUFACE_CALIBRATION = BoxCalibration(side_scale=1.359, center_shift_x=0.013, center_shift_y=0.162)
+
+
+def quiet_detect(bgr: np.ndarray, conf_threshold: float):
+    """``yuface.detect`` without its size warning (the caller chose the size)."""
+    import yuface
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return yuface.detect(bgr, conf_threshold)
+
+
+#: every yuface call in this process goes through here (the leak is per process, so is the policy)
+DETECT_CALLER = RecyclingCaller(__name__, "quiet_detect")
 
 
 class YuFaceDetector(FaceDetector):
@@ -52,8 +70,6 @@ class YuFaceDetector(FaceDetector):
         self.max_side = int(max_side)
 
     def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        import yuface
-
         h, w = image_rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         img = image_rgb
@@ -64,9 +80,7 @@ class YuFaceDetector(FaceDetector):
         else:
             sx = sy = 1.0
         bgr = np.ascontiguousarray(img[:, :, ::-1])  # yuface takes OpenCV's B, G, R order
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            confs, boxes, kps = yuface.detect(bgr, self.conf_threshold)
+        confs, boxes, kps = DETECT_CALLER(bgr, self.conf_threshold)
         out = []
         for c, b, k in zip(np.asarray(confs), np.asarray(boxes, dtype=np.float64), np.asarray(kps, dtype=np.float64)):
             x, y, bw, bh = b
