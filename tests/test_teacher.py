@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dsfnet.data.teacher import (
+from dsfnet.teacher import (
     TEACHER_SIZE,
     Teacher,
     affine_to_pose_para,
@@ -149,7 +149,7 @@ class _BoxTeacher:
 
 
 def test_teacher_tta_averages_jittered_crops_around_its_own_landmarks():
-    from dsfnet.data.teacher import TTA_JITTER, jitter_roi, roi_from_landmarks, teacher_tta_landmarks
+    from dsfnet.teacher import TTA_JITTER, jitter_roi, roi_from_landmarks, teacher_tta_landmarks
 
     t = _BoxTeacher()
     img = np.zeros((200, 200, 3), np.uint8)
