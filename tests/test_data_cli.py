@@ -31,10 +31,26 @@ def test_show_bad_input(tmp_path, capsys):
     assert main(["data", "show", "a.mat", "--output", str(tmp_path / "x.jpg")]) == 1
 
 
-def test_build_passes_everything_through():
+def test_build_help_lists_its_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "build", "--help"])
     assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: dsfnet data build") and "--annotation-correction JSON" in text
+    assert "mb05_120x120.pth" in text and "$DSFNET_TEACHER_DIR" in text
+
+
+def test_build_reports_bad_options_and_sources(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DSFNET_TEACHER_DIR", raising=False)
+    out = str(tmp_path / "o")
+    assert main(["data", "build", str(tmp_path), "--out", out]) == 1
+    assert "use --pseudo" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--pseudo"]) == 1
+    assert "--pseudo labels with the teacher alone" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--val-fraction", "1.5"]) == 1
+    assert "--val-fraction must be in [0, 1)" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--pseudo", "--teacher-dir", str(tmp_path)]) == 1
+    assert "no images in" in capsys.readouterr().err
 
 
 def test_convention_needs_a_teacher(tmp_path, capsys, monkeypatch):
