@@ -78,3 +78,14 @@ def test_convention_on_ytf68_finds_the_annotation_offset(shared_dir, tmp_path):
                  "--teacher-dir", str(shared_dir / "data" / "teacher_3ddfa_v2")]) == 0
     c = AnnotationCorrection.load(out)
     assert 0.95 < c.scale < 0.99 and -0.03 < c.shift[0] < -0.008 and -0.03 < c.shift[1] < -0.008
+
+
+def test_cli_start_up_imports_neither_numpy_nor_torch():
+    """The parsers read BuildConfig and the teacher's file names; the packages behind them import the rest lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dsfnet.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('numpy', 'torch', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import dsfnet.data.build as build_pkg  # light at start-up: BuildConfig only, the stages are imported when run
+from dsfnet.data.build.config import BuildConfig, default
 from dsfnet.teacher.constants import ENV_TEACHER_DIR, TEACHER_STATS, TEACHER_WEIGHTS
 
 
@@ -36,8 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     show.add_argument("--limit", type=int, default=8, help="at most this many entries per index (8)")
     show.set_defaults(func=run_show)
 
-    import dsfnet.data.build as build_pkg  # light: BuildConfig only, the stages are imported when run
-
     build = sub.add_parser("build", help="build a 3DMM-labelled training set from a 68-landmark photo set",
                            description=(build_pkg.__doc__ or "").strip().splitlines()[0])
     add_build_arguments(build)
@@ -68,8 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register the options of ``dsfnet data build`` on ``parser`` (defaults: :class:`dsfnet.data.build.BuildConfig`'s)."""
-    from dsfnet.data.build.config import default
-
     parser.add_argument("source", type=Path,
                         help="ytf68-style folder (landmarks.jsonl + images), or with --pseudo any folder of images")
     parser.add_argument("--pseudo", action="store_true",
@@ -115,11 +113,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> BuildConfig:
     """The :class:`dsfnet.data.build.BuildConfig` of parsed ``dsfnet data build`` options: ``--no-teacher`` wins,
     else ``--teacher-dir``, else ``$DSFNET_TEACHER_DIR`` (ValueError on a bad value)."""
-    from dsfnet.data.build import BuildConfig
-    from dsfnet.teacher import resolve_teacher_dir
+    from dsfnet.teacher.files import resolve_teacher_dir
 
     return BuildConfig(
         source=args.source, out=args.out, pseudo=args.pseudo, source_name=args.source_name,
