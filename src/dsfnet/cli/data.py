@@ -122,10 +122,15 @@ def build_config(args: argparse.Namespace) -> BuildConfig:
         source=args.source, out=args.out, pseudo=args.pseudo, source_name=args.source_name,
         teacher_dir=None if args.no_teacher else resolve_teacher_dir(args.teacher_dir),
         views=args.views, max_yaw=args.max_yaw, max_pitch=args.max_pitch, val_fraction=args.val_fraction,
-        splits=tuple(s.strip() for s in str(args.splits).split(",") if s.strip()), limit=args.limit,
+        splits=_splits(args.splits), limit=args.limit,
         workers=args.workers, max_nme=args.max_nme, seed=args.seed, cache=args.cache, crop_size=args.crop_size,
         uv_size=args.uv_size, face_model=args.face_model, annotation_correction=args.annotation_correction,
         convention=args.convention)
+
+
+def _splits(text: str) -> tuple[str, ...]:
+    """``--splits``: comma-separated names, blanks dropped."""
+    return tuple(s.strip() for s in str(text).split(",") if s.strip())
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -151,7 +156,7 @@ def run_convention(args: argparse.Namespace) -> int:
     if not teacher_dir:
         print(f"dsfnet data convention: give --teacher-dir or ${ENV_TEACHER_DIR}", file=sys.stderr)
         return 1
-    splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
+    splits = _splits(args.splits)
     try:
         corr, summary = estimate_against_teacher(args.source, teacher_dir, splits, args.max_yaw, limit=args.limit,
                                                  progress=True)
