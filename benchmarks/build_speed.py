@@ -30,14 +30,15 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from dsfnet.data import build
+    from dsfnet.data.build import BuildConfig, build_pipeline
     from dsfnet.data.sample import read_rgb
+    from dsfnet.data.sources import read_items
     from dsfnet.io.writers import write_image
 
     t0 = time.perf_counter()
-    pipe = build.build_pipeline({"teacher_dir": a.teacher_dir, "views": a.views, "max_yaw": 90.0})
+    pipe = build_pipeline(BuildConfig(a.source, Path("unused"), teacher_dir=a.teacher_dir, views=a.views, max_yaw=90.0))
     print(f"setup (face model, teacher, fitter): {time.perf_counter() - t0:.1f} s")
-    items = build.read_items(a.source, limit=a.faces)
+    items = read_items(a.source, limit=a.faces)
     times = {"read": [], "init": [], "fit": [], "profile": [], "write": []}
     n_samples = 0
     rng = np.random.default_rng(0)

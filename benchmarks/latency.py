@@ -12,7 +12,7 @@ median of ``--repeats`` rounds, one face (batch 1):
   - the lite ONNX runner ``crop (128², uint8) → UV map + rotation`` on that graph (plus standardisation);
   - the previous ONNX path for reference: the three part graphs with the glue (scatter, fits, …) in torch;
   - the lite torch runner, the lite image stage alone (the convolutional part, ONNX and torch);
-  - the teacher's network (3DDFA_V2 MobileNetV1-0.5, ``dsfnet.model.MobileNetV1Teacher``, 120² crop → 62
+  - the teacher's network (3DDFA_V2 MobileNetV1-0.5, ``dsfnet.teacher.network.TeacherNet``, 120² crop → 62
     parameters, with its (x−127.5)/128 input scaling) in PyTorch and exported to ONNX;
 * whole pipeline: ``FaceAligner.predict`` on the bundled 512² sample photo (yuface detection, crop, network,
   decode to the dense mesh and 68 landmarks, z-buffer visibility, back to image px) per backend;
@@ -73,19 +73,11 @@ def paired_median_ms(fns: dict, repeats: int, warmup: int = 2) -> tuple[dict[str
 
 
 def build_teacher(weights: str | None):
-    """``MobileNetV1Teacher`` in eval mode: random (seeded) or loaded from 3DDFA_V2's ``mb05_120x120.pth``."""
-    import torch
+    """:class:`dsfnet.teacher.network.TeacherNet` in eval mode: random (seeded) or loaded from 3DDFA_V2's
+    ``mb05_120x120.pth``."""
+    from dsfnet.teacher.network import TeacherNet, load_teacher_network
 
-    from dsfnet.model import MobileNetV1Teacher, load_teacher_backbone
-
-    net = MobileNetV1Teacher()
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        load_teacher_backbone(net, state, bgr_to_rgb=False)  # the body (conv1, bn1, dw2_1 ... dw6)
-        fc = {k.rsplit(".", 1)[-1]: v for k, v in state.items() if ".fc_param." in f".{k}"}
-        net.fc.load_state_dict(fc, strict=True)
-    return net.eval()
+    return load_teacher_network(weights) if weights else TeacherNet().eval()
 
 
 def compare_backends(args) -> None:

@@ -24,7 +24,8 @@ import time
 import torch
 from torch import nn
 
-from dsfnet.model import MobileNetV1Teacher, create_model, get_config
+from dsfnet.model import create_model, get_config
+from dsfnet.teacher.network import TeacherNet
 from dsfnet.model._synthetic import synthetic_face
 
 
@@ -108,7 +109,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    teacher = MobileNetV1Teacher().eval()
+    teacher = TeacherNet().eval()
     lite = build("lite").eval()
     xt = torch.randn(1, 3, 120, 120)
     xl = torch.randn(1, 3, lite.config.input_size, lite.config.input_size)

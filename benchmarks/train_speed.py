@@ -58,9 +58,9 @@ def _samples_per_s(step, iters: int, batch: int) -> float:
 
 def teacher_step(batch: int):
     """One training step of the teacher architecture (120² crops → 62 parameters, L2 loss, Adam), as a callable."""
-    from dsfnet.model import MobileNetV1Teacher
+    from dsfnet.teacher.network import TeacherNet
 
-    net = MobileNetV1Teacher().train()
+    net = TeacherNet().train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-5)
     x, y = torch.randn(batch, 3, 120, 120), torch.randn(batch, 62)
 

@@ -10,7 +10,7 @@ is like for like:
 2. ``facemask/without_mask`` (every ``--stride``-th image, faces with |yaw| < 30°): share of mouth points 48–67 and
    of jaw points 3–13 reported visible. Targets ≥ 95% each.
 3. Synthetic occlusion of faces of people the model never saw: the annotated ``ytf68/test`` frames of the held-out
-   identities (:func:`dsfnet.data.build.identity_split`), crops from the annotations, the evaluation occluders
+   identities (:func:`dsfnet.data.sources.identity_split`), crops from the annotations, the evaluation occluders
    (:func:`dsfnet.eval.occlusion.occlude`, a family the training never uses) at 20/30/40% of the landmark box; a
    landmark is occluded when its annotated pixel is under the occluder. ROC AUC of ``1 − visibility``. Target ≥ 0.95.
 
@@ -106,7 +106,7 @@ def real_masks(aligner, root: Path, stride: int) -> dict:
 
 def synthetic(aligner, ytf68: Path, coverages=(0.2, 0.3, 0.4)) -> dict:
     from dsfnet.crop import box_from_landmarks
-    from dsfnet.data.build import identity_split
+    from dsfnet.data.sources import identity_split
     from dsfnet.eval.occlusion import occlude
     from dsfnet.io import read_image
 

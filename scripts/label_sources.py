@@ -7,7 +7,7 @@
         --exclude-annotated ../shared/data/ytf68/landmarks.jsonl
 
 ``predict`` runs the 3DDFA_V2 teacher (one pass on the landmark crop; and with test-time augmentation,
-:func:`dsfnet.data.teacher.teacher_tta_landmarks`) on every annotated ytf68 face and the dev images, then dlib's
+:func:`dsfnet.teacher.teacher_tta_landmarks`) on every annotated ytf68 face and the dev images, then dlib's
 68-point predictor (``scripts/label_dlib.py`` in ``.venv-label``; boxes hinted by the teacher's landmarks) and writes
 ``sources.jsonl`` (one line per face: ``group, image, key, identity, annotation, teacher1, teacher_tta, dlib``).
 
@@ -67,10 +67,9 @@ def predict(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from dsfnet.data.build import load_teacher
-    from dsfnet.data.teacher import roi_from_landmarks, teacher_tta_landmarks
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.io.image import read_image
+    from dsfnet.teacher import load_teacher, roi_from_landmarks, teacher_tta_landmarks
 
     torch.set_num_threads(1)  # small batches: more threads only contend with other jobs
     out = Path(args.out)
@@ -97,11 +96,12 @@ def unlabelled(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from dsfnet.data.build import list_images, load_teacher, make_detect_stage, pixel_identity, teacher_roi_from_detection
-    from dsfnet.data.teacher import teacher_tta_landmarks
+    from dsfnet.data.build import make_detect_stage
+    from dsfnet.data.sources import list_images, pixel_identity
     from dsfnet.detect import create_detector
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.io.image import read_image
+    from dsfnet.teacher import load_teacher, roi_from_calibrated_detection, teacher_tta_landmarks
 
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -127,7 +127,7 @@ def unlabelled(args: argparse.Namespace) -> None:
             failed += 1
             continue
         box = d.box if hasattr(d, "box") else d
-        tta = teacher_tta_landmarks(teacher, img, teacher_roi_from_detection(box, det.calibration))[:, :2]
+        tta = teacher_tta_landmarks(teacher, img, roi_from_calibrated_detection(box, det.calibration))[:, :2]
         if Path(folder).resolve().name == "test" and Path(folder).resolve().parent.name == "ytf68":
             identity = re.sub(r"_\d+$", "", p.stem)  # ytf68's rule: the file name without its frame number
         else:

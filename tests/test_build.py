@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from dsfnet.data.build import (
-    Pipeline,
-    add_build_arguments,
-    build_pipeline,
-    format_report,
-    identity_split,
-    main,
-    read_items,
-)
+from dsfnet.cli.data import add_build_arguments, build_config
+from dsfnet.data.build import BuildConfig, Pipeline, build, build_pipeline, format_report
+from dsfnet.data.sources import identity_split, read_items
 from dsfnet.geometry import decode_vertices, pose_para_to_image
 
 
@@ -50,12 +45,13 @@ def _make_source(tmp_path, toy, n_ids=4, per_id=2, size=160):
     return src
 
 
-def _args(src, out, **kw):
+def _config(src, out, **kw) -> BuildConfig:
+    """The build configuration of these ``dsfnet data build`` options (through the CLI's parser)."""
     parser = add_build_arguments(argparse.ArgumentParser())
     argv = [str(src), "--out", str(out), "--workers", "0", "--no-teacher", "--views", str(kw.pop("views", 1))]
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
-    return parser.parse_args(argv)
+    return build_config(parser.parse_args(argv))
 
 
 def test_identity_split_is_deterministic_and_near_fraction():
@@ -87,9 +83,10 @@ def test_build_resume_report_and_split(tmp_path, toy, capsys):
     src = _make_source(tmp_path, toy)
     (src / "training" / "Person_3_01.jpg").write_bytes(b"not an image")     # one failure
     out = tmp_path / "out"
-    cfg = {"face_model_obj": toy, "views": 1, "max_yaw": 90.0, "teacher_dir": None}
-    pipe = build_pipeline(cfg)
-    assert main(_args(src, out, val_fraction=0.3), pipeline=pipe) == 0
+    cfg = _config(src, out, val_fraction=0.3)
+    assert cfg.views == 1 and cfg.max_yaw == 90.0 and cfg.teacher_dir is None
+    pipe = build_pipeline(cfg, face_model=toy)
+    assert build(cfg, pipeline=pipe)["samples"] > 0
     report = json.loads((out / "report.json").read_text())
     assert report["faces"] == 8 and report["ok"] == 7 and report["failed"] == 1
     assert report["samples"] == 14                                               # original + 1 profiled view
@@ -111,7 +108,7 @@ def test_build_resume_report_and_split(tmp_path, toy, capsys):
     assert "yaw (deg)" in text and "failed: training__Person_3_01" in text
     # resumable: nothing is rebuilt; a deleted record is rebuilt alone
     (out / "items" / "training__Person_0_00.json").unlink()
-    assert main(_args(src, out, val_fraction=0.3), pipeline=pipe) == 0
+    assert build(_config(src, out, val_fraction=0.3), pipeline=pipe)["samples"] > 0
     report2 = json.loads((out / "report.json").read_text())
     assert report2["built_now"] == 1 and report2["samples"] == 14
 
@@ -127,7 +124,7 @@ def test_pluggable_stages_and_format(tmp_path, toy):
         return Fit(np.array([0, 0.3, 0, 80, 80, 0, 7.5e-4]), np.zeros(toy.n_shape), np.zeros(toy.n_exp), 0.01, None)
 
     pipe = Pipeline(face_model=toy, init=lambda img, lm: ("init",), fit=fake_fit, profile=None)
-    assert main(_args(src, tmp_path / "o", views=0), pipeline=pipe) == 0
+    assert build(_config(src, tmp_path / "o", views=0), pipeline=pipe)["samples"] > 0
     assert calls == [("init",), ("init",)]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["yaw_hist"]["original"][7] == 2                                 # 17.2 deg -> [15, 30)
@@ -138,9 +135,8 @@ def test_cache_option_writes_training_crops(tmp_path, toy):
     from dsfnet.data.cache import CropCache, cache_folder_name, lite_uv_size
 
     src = _make_source(tmp_path, toy, n_ids=2, per_id=1)
-    args = _args(src, tmp_path / "o", views=0, val_fraction=0.0)
-    args.cache = True
-    assert main(args, pipeline=build_pipeline({"face_model_obj": toy, "views": 0})) == 0
+    cfg = replace(_config(src, tmp_path / "o", views=0, val_fraction=0.0), cache=True)
+    assert build(cfg, pipeline=build_pipeline(cfg, face_model=toy))["samples"] > 0
     u = lite_uv_size()  # the default: caches the lite model trains on
     cache = CropCache(tmp_path / "o" / cache_folder_name("train", 128, u))
     rec = cache[0]
@@ -170,9 +166,10 @@ def test_convention_3d_fits_fixed_vertices_and_is_recorded(tmp_path, toy):
 
     src = _make_source(tmp_path, toy, n_ids=2, per_id=1)  # landmarks: exact projections of the keypoint vertices
     out = tmp_path / "out3d"
-    pipe = build_pipeline({"face_model_obj": toy, "views": 0, "teacher_dir": None, "convention": "3d"})
+    cfg = _config(src, out, views=0, val_fraction=0.0, convention="3d")
+    pipe = build_pipeline(cfg, face_model=toy)
     assert pipe.convention == "3d"
-    assert main(_args(src, out, views=0, val_fraction=0.0, convention="3d"), pipeline=pipe) == 0
+    assert build(cfg, pipeline=pipe)["samples"] > 0
     samples = read_index(out / "train.jsonl")
     assert len(samples) == 2 and {s.landmark_convention for s in samples} == {"3d"}
     for s in samples:  # every point, the jaw included, is reproduced by its fixed vertex
@@ -180,4 +177,6 @@ def test_convention_3d_fits_fixed_vertices_and_is_recorded(tmp_path, toy):
         lm = pose_para_to_image(v[toy.keypoints].astype(np.float64), s.pose_para, s.height())[:, :2]
         assert np.abs(lm - s.landmarks).mean() < 0.5
     with pytest.raises(SystemExit):
-        _args(src, out, convention="4d")
+        _config(src, out, convention="4d")
+    with pytest.raises(ValueError, match="--convention"):
+        BuildConfig(src, out, convention="4d")

@@ -9,19 +9,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from dsfnet.cli.data import add_build_arguments, build_config
 from dsfnet.data.build import (
+    BuildConfig,
     Fit,
     Pipeline,
-    add_build_arguments,
+    build,
     build_pipeline,
-    main,
     make_detect_stage,
     make_profile_stage,
     make_teacher_label,
-    pixel_identity,
-    read_image_items,
-    teacher_roi_from_detection,
 )
+from dsfnet.data.sources import pixel_identity, read_image_items
+from dsfnet.teacher import roi_from_calibrated_detection
 
 SIZE = 160
 
@@ -81,9 +81,9 @@ def _fake_stages(toy):
     return detect, label, calls
 
 
-def _args(src, out, *extra):
+def _config(src, out, *extra) -> BuildConfig:
     parser = add_build_arguments(argparse.ArgumentParser())
-    return parser.parse_args([str(src), "--out", str(out), "--workers", "0", *extra])
+    return build_config(parser.parse_args([str(src), "--out", str(out), "--workers", "0", *extra]))
 
 
 def test_pixel_identity_and_image_items(tmp_path):
@@ -108,7 +108,7 @@ def test_pixel_identity_and_image_items(tmp_path):
 
 
 def test_pseudo_build_records_failures_profiles_and_caches(tmp_path, toy, capsys):
-    from dsfnet.data.build import _project_keypoints
+    from dsfnet.data.build import project_keypoints
     from dsfnet.data.cache import CropCache
     from dsfnet.data.sample import read_index
 
@@ -116,9 +116,9 @@ def test_pseudo_build_records_failures_profiles_and_caches(tmp_path, toy, capsys
     out = tmp_path / "out"
     detect, label, calls = _fake_stages(toy)
     pipe = Pipeline(face_model=toy, detect=detect, label=label, profile=make_profile_stage(toy, 1, max_pitch_deg=20))
-    args = _args(src, out, "--pseudo", "--views", "1", "--val-fraction", "0.4", "--cache", "--crop-size", "64",
-                 "--uv-size", "32")
-    assert main(args, pipeline=pipe) == 0
+    cfg = _config(src, out, "--pseudo", "--views", "1", "--val-fraction", "0.4", "--cache", "--crop-size", "64",
+                  "--uv-size", "32")
+    assert build(cfg, pipeline=pipe)["samples"] > 0
     report = json.loads((out / "report.json").read_text())
     assert report["faces"] == 6 and report["ok"] == 4 and report["failed"] == 2
     assert report["samples"] == 8 and report["pseudo_labelled"] == 4 and report["fit_nme_mean"] is None
@@ -137,14 +137,14 @@ def test_pseudo_build_records_failures_profiles_and_caches(tmp_path, toy, capsys
     samples = read_index(out / "train.jsonl") + read_index(out / "val.jsonl")
     assert len(samples) == 8 and {s.landmark_convention for s in samples} == {"3d"}
     for s in samples:
-        lm = _project_keypoints(toy, s.shape, s.exp, s.pose_para, s.height())
+        lm = project_keypoints(toy, s.shape, s.exp, s.pose_para, s.height())
         assert np.abs(lm - s.landmarks).max() < 1e-3
     assert len({s.identity for s in samples}) == 3
     caches = [CropCache(out / f"cache_{k}_s64_u32") for k in ("train", "val") if (out / f"cache_{k}_s64_u32").is_dir()]
     assert sum(len(c) for c in caches) == 8
     assert "pseudo-labelled by the teacher alone" in capsys.readouterr().out
     # resumable like the ytf68 path
-    assert main(args, pipeline=pipe) == 0
+    assert build(cfg, pipeline=pipe)["samples"] > 0
     assert json.loads((out / "report.json").read_text())["built_now"] == 0
 
 
@@ -153,15 +153,13 @@ def test_pseudo_records_match_the_ytf68_format(tmp_path, toy):
     from test_build import _make_source
 
     ytf = _make_source(tmp_path, toy, n_ids=1, per_id=1)
-    cfg = {"face_model_obj": toy, "views": 1, "max_yaw": 90.0, "teacher_dir": None}
-    parser = add_build_arguments(argparse.ArgumentParser())
-    a = parser.parse_args([str(ytf), "--out", str(tmp_path / "y"), "--workers", "0", "--no-teacher",
-                           "--val-fraction", "0"])
-    assert main(a, pipeline=build_pipeline(cfg)) == 0
+    cfg = _config(ytf, tmp_path / "y", "--no-teacher", "--val-fraction", "0")
+    assert cfg.views == 1 and cfg.max_yaw == 90.0 and cfg.teacher_dir is None
+    assert build(cfg, pipeline=build_pipeline(cfg, face_model=toy))["samples"] > 0
     detect, label, _ = _fake_stages(toy)
     src = _make_folder(tmp_path)
     pipe = Pipeline(face_model=toy, detect=detect, label=label, profile=make_profile_stage(toy, 1))
-    assert main(_args(src, tmp_path / "p", "--pseudo", "--val-fraction", "0"), pipeline=pipe) == 0
+    assert build(_config(src, tmp_path / "p", "--pseudo", "--val-fraction", "0"), pipeline=pipe)["samples"] > 0
     y_rec = json.loads(next((tmp_path / "y" / "items").glob("*.json")).read_text())
     p_rec = json.loads((tmp_path / "p" / "items" / "a.json").read_text())
     assert set(p_rec) - set(y_rec) == {"label", "label_note", "detection", "teacher_pass_nme"}
@@ -176,11 +174,11 @@ def test_pseudo_needs_a_teacher_and_ytf68_needs_landmarks(tmp_path, monkeypatch)
     monkeypatch.delenv("DSFNET_TEACHER_DIR", raising=False)
     src = _make_folder(tmp_path)
     with pytest.raises(ValueError, match="--pseudo labels with the teacher alone"):
-        main(_args(src, tmp_path / "o", "--pseudo"))
+        build(_config(src, tmp_path / "o", "--pseudo"))
     with pytest.raises(FileNotFoundError, match="use --pseudo"):
-        main(_args(src, tmp_path / "o"))
+        build(_config(src, tmp_path / "o"))
     with pytest.raises(ValueError, match="teacher"):
-        build_pipeline({"pseudo": True, "face_model_obj": object(), "views": 0})
+        build_pipeline(BuildConfig(src, tmp_path / "o", pseudo=True, views=0), face_model=object())
 
 
 def test_detect_stage_keeps_the_largest_face():
@@ -194,11 +192,11 @@ def test_detect_stage_keeps_the_largest_face():
 
 def test_teacher_label_runs_two_passes_from_the_detector_box():
     from dsfnet.crop import BoxCalibration
-    from dsfnet.data.teacher import roi_from_detection, roi_from_landmarks
+    from dsfnet.teacher import roi_from_detection, roi_from_landmarks
 
     box = np.array([40.0, 50.0, 100.0, 130.0])
-    assert np.allclose(teacher_roi_from_detection(box), roi_from_detection(box))
-    roi = teacher_roi_from_detection(box, BoxCalibration(1.5, 0.0, 0.1))
+    assert np.allclose(roi_from_calibrated_detection(box), roi_from_detection(box))
+    roi = roi_from_calibrated_detection(box, BoxCalibration(1.5, 0.0, 0.1))
     assert np.allclose(roi[2] - roi[0], np.sqrt(2) * 70.0) and np.allclose(roi[3] - roi[1], roi[2] - roi[0])
     assert np.allclose([(roi[0] + roi[2]) / 2, (roi[1] + roi[3]) / 2], [70.0, 90.0 + 7.0])
 
@@ -215,7 +213,7 @@ def test_teacher_label_runs_two_passes_from_the_detector_box():
     cal = BoxCalibration(1.359, 0.013, 0.162)
     fit = make_teacher_label(None, teacher=FakeTeacher(), calibration=cal)(np.zeros((160, 160, 3), np.uint8), box)
     assert len(rois) == 2
-    assert np.allclose(rois[0], teacher_roi_from_detection(box, cal))
+    assert np.allclose(rois[0], roi_from_calibrated_detection(box, cal))
     assert np.allclose(rois[1], roi_from_landmarks(lm1[:, :2]))
     assert np.allclose(fit.pose_para, np.arange(7.0) + 2) and np.allclose(fit.shape, 2.0)  # the second pass
     assert fit.nme is None and fit.teacher_nme is None and fit.extra["teacher_pass_nme"] > 0
@@ -236,9 +234,9 @@ def test_real_detector_and_teacher_on_aflw2000_dev(tmp_path, shared_dir):
     names = [str(n) for n in gt["names"][:3]]
     for n in names:
         (src / n).write_bytes((data / "aflw2000_dev" / n).read_bytes())
-    args = _args(src, tmp_path / "o", "--pseudo", "--views", "0", "--teacher-dir",
-                 str(data / "teacher_3ddfa_v2"), "--val-fraction", "0")
-    assert main(args) == 0
+    cfg = _config(src, tmp_path / "o", "--pseudo", "--views", "0", "--teacher-dir",
+                  str(data / "teacher_3ddfa_v2"), "--val-fraction", "0")
+    assert build(cfg)["samples"] > 0
     samples = {Path(s.image).name.split("_v0")[0]: s for s in read_index(tmp_path / "o" / "train.jsonl")}
     assert len(samples) == 3
     for n, pts in zip(gt["names"][:3], gt["pts68"][:3]):

@@ -31,10 +31,26 @@ def test_show_bad_input(tmp_path, capsys):
     assert main(["data", "show", "a.mat", "--output", str(tmp_path / "x.jpg")]) == 1
 
 
-def test_build_passes_everything_through():
+def test_build_help_lists_its_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "build", "--help"])
     assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: dsfnet data build") and "--annotation-correction JSON" in text
+    assert "mb05_120x120.pth" in text and "$DSFNET_TEACHER_DIR" in text
+
+
+def test_build_reports_bad_options_and_sources(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DSFNET_TEACHER_DIR", raising=False)
+    out = str(tmp_path / "o")
+    assert main(["data", "build", str(tmp_path), "--out", out]) == 1
+    assert "use --pseudo" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--pseudo"]) == 1
+    assert "--pseudo labels with the teacher alone" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--val-fraction", "1.5"]) == 1
+    assert "--val-fraction must be in [0, 1)" in capsys.readouterr().err
+    assert main(["data", "build", str(tmp_path), "--out", out, "--pseudo", "--teacher-dir", str(tmp_path)]) == 1
+    assert "no images in" in capsys.readouterr().err
 
 
 def test_convention_needs_a_teacher(tmp_path, capsys, monkeypatch):
@@ -62,3 +78,14 @@ def test_convention_on_ytf68_finds_the_annotation_offset(shared_dir, tmp_path):
                  "--teacher-dir", str(shared_dir / "data" / "teacher_3ddfa_v2")]) == 0
     c = AnnotationCorrection.load(out)
     assert 0.95 < c.scale < 0.99 and -0.03 < c.shift[0] < -0.008 and -0.03 < c.shift[1] < -0.008
+
+
+def test_cli_start_up_imports_neither_numpy_nor_torch():
+    """The parsers read BuildConfig and the teacher's file names; the packages behind them import the rest lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dsfnet.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('numpy', 'torch', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -102,9 +102,9 @@ def test_json_round_trip_and_bad_values(tmp_path):
 def test_build_applies_records_and_guards_the_correction(tmp_path):
     """`dsfnet data build --annotation-correction`: the samples' 2D landmarks are the corrected annotations, the file
     is kept in OUT, and a resume with another (or no) correction is refused."""
-    from tests.test_build import _args, _make_source
+    from tests.test_build import _config, _make_source
 
-    from dsfnet.data.build import Fit, Pipeline, main
+    from dsfnet.data.build import Fit, Pipeline, build
     from dsfnet.data.sample import read_index
     from dsfnet.facemodel.synthetic import toy_face_model
 
@@ -120,15 +120,15 @@ def test_build_applies_records_and_guards_the_correction(tmp_path):
     corr.save(tmp_path / "corr.json")
     pipe = Pipeline(face_model=toy, fit=fake_fit)
     out = tmp_path / "o"
-    assert main(_args(src, out, views=0, val_fraction=0.0, annotation_correction=tmp_path / "corr.json"),
-                pipeline=pipe) == 0
+    assert build(_config(src, out, views=0, val_fraction=0.0, annotation_correction=tmp_path / "corr.json"),
+                 pipeline=pipe)["samples"] > 0
     raw = [np.asarray(json.loads(line)["pts68"]) for line in (src / "landmarks.jsonl").read_text().splitlines()][:2]
     assert all(np.allclose(s, corr.apply(r)) for s, r in zip(seen, raw))
     assert all(np.allclose(s.landmarks, corr.apply(r)) for s, r in zip(read_index(out / "train.jsonl"), raw))
     assert AnnotationCorrection.load(out / "annotation_correction.json") == corr
     assert json.loads((out / "report.json").read_text())["annotation_correction"]["scale"] == pytest.approx(0.95)
     with pytest.raises(ValueError, match="annotation correction"):
-        main(_args(src, out, views=0, val_fraction=0.0), pipeline=pipe)
+        build(_config(src, out, views=0, val_fraction=0.0), pipeline=pipe)
     AnnotationCorrection(0.9, (0.0, 0.0)).save(tmp_path / "other.json")
     with pytest.raises(ValueError, match="another annotation correction"):
-        main(_args(src, out, views=0, val_fraction=0.0, annotation_correction=tmp_path / "other.json"), pipeline=pipe)
+        build(_config(src, out, views=0, val_fraction=0.0, annotation_correction=tmp_path / "other.json"), pipeline=pipe)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from dsfnet.model import MobileNetV1Teacher, create_model, list_models, load_teacher_backbone, standardize
+from dsfnet.model import create_model, list_models, standardize
 from dsfnet.model._synthetic import synthetic_face
 from dsfnet.model.config import MODEL_CONFIGS
+from dsfnet.teacher.network import TeacherNet, load_teacher_backbone
 
 U = MODEL_CONFIGS["lite"].uv_size  # the lite network's UV maps (96²); its crops are 128²
 
@@ -178,16 +179,14 @@ def test_tm_statistics_and_model_branch_geometry(lite) -> None:
 
 def test_load_teacher_backbone_from_architecture(lite) -> None:
     torch.manual_seed(2)
-    teacher = MobileNetV1Teacher()
-    sd = {"module." + k.removeprefix("body."): v for k, v in teacher.state_dict().items()}
-    sd["module.fc_param.weight"] = sd.pop("module.fc.weight")
-    sd.pop("module.fc.bias")
+    teacher = TeacherNet()
+    sd = {"module." + k: v for k, v in teacher.state_dict().items() if k != "fc_param.bias"}
     report = load_teacher_backbone(lite, sd)
     body = lite.image_stage.backbone.body
     assert len(report["copied"]) == len(body.state_dict()) and not report["missing"]
     assert report["skipped"] == ["module.fc_param.weight"]
-    torch.testing.assert_close(body.dw5_3.conv_sep.weight, teacher.body.dw5_3.conv_sep.weight)
-    torch.testing.assert_close(body.conv1.weight, teacher.body.conv1.weight.flip(1))  # BGR -> RGB
+    torch.testing.assert_close(body.dw5_3.conv_sep.weight, teacher.dw5_3.conv_sep.weight)
+    torch.testing.assert_close(body.conv1.weight, teacher.conv1.weight.flip(1))  # BGR -> RGB
     with pytest.raises(ValueError, match="no MobileNetV1Body"):
         load_teacher_backbone(torch.nn.Linear(2, 2), sd)
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dsfnet.data.teacher import (
+from dsfnet.teacher import (
     TEACHER_SIZE,
     Teacher,
     affine_to_pose_para,
@@ -149,7 +149,7 @@ class _BoxTeacher:
 
 
 def test_teacher_tta_averages_jittered_crops_around_its_own_landmarks():
-    from dsfnet.data.teacher import TTA_JITTER, jitter_roi, roi_from_landmarks, teacher_tta_landmarks
+    from dsfnet.teacher import TTA_JITTER, jitter_roi, roi_from_landmarks, teacher_tta_landmarks
 
     t = _BoxTeacher()
     img = np.zeros((200, 200, 3), np.uint8)
@@ -159,3 +159,32 @@ def test_teacher_tta_averages_jittered_crops_around_its_own_landmarks():
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert len(TTA_JITTER) == 9
     np.testing.assert_allclose(jitter_roi([0, 0, 100, 100], 1.1, 0.1, -0.05), [5, -10, 115, 100])
+
+
+def test_teacher_folder_lookup(tmp_path, monkeypatch):
+    from dsfnet.teacher import ENV_TEACHER_DIR, TEACHER_STATS, TEACHER_WEIGHTS, resolve_teacher_dir, teacher_files
+
+    monkeypatch.delenv(ENV_TEACHER_DIR, raising=False)
+    assert resolve_teacher_dir(None) is None and resolve_teacher_dir("given") == "given"
+    monkeypatch.setenv(ENV_TEACHER_DIR, str(tmp_path))
+    assert resolve_teacher_dir(None) == str(tmp_path) and resolve_teacher_dir("given") == "given"
+    with pytest.raises(FileNotFoundError, match=TEACHER_WEIGHTS):
+        teacher_files(tmp_path)
+    (tmp_path / TEACHER_WEIGHTS).write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=TEACHER_STATS):
+        teacher_files(tmp_path)
+    (tmp_path / TEACHER_STATS).write_bytes(b"")
+    assert teacher_files(tmp_path) == (tmp_path / TEACHER_WEIGHTS, tmp_path / TEACHER_STATS)
+
+
+def test_teacher_network_is_the_mobilenet_body_with_the_checkpoints_names():
+    import torch
+
+    from dsfnet.model.mobilenet import MobileNetV1Body
+    from dsfnet.teacher.network import TeacherNet
+
+    net = TeacherNet().eval()
+    assert isinstance(net, MobileNetV1Body)
+    keys = set(net.state_dict())
+    assert {"conv1.weight", "bn1.running_var", "dw2_1.conv_dw.weight", "dw6.bn_sep.bias", "fc_param.weight"} <= keys
+    assert net(torch.zeros(2, 3, TEACHER_SIZE, TEACHER_SIZE)).shape == (2, 62)

@@ -5,6 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import dsfnet.data.build as build_pkg  # light at start-up: BuildConfig only, the stages are imported when run
+from dsfnet.data.build.config import BuildConfig, default
+from dsfnet.teacher.constants import ENV_TEACHER_DIR, TEACHER_STATS, TEACHER_WEIGHTS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``dsfnet data show SAMPLE... --output PNG`` and ``dsfnet data build ...``."""
@@ -34,11 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     show.add_argument("--limit", type=int, default=8, help="at most this many entries per index (8)")
     show.set_defaults(func=run_show)
 
-    # every argument goes through to dsfnet.data.build's own parser (imported only when run): no option
-    # prefix here, so even --help reaches it
     build = sub.add_parser("build", help="build a 3DMM-labelled training set from a 68-landmark photo set",
-                           add_help=False, prefix_chars="\x01", description="See `dsfnet data build --help`.")
-    build.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+                           description=(build_pkg.__doc__ or "").strip().splitlines()[0])
+    add_build_arguments(build)
     build.set_defaults(func=run_build)
 
     conv = sub.add_parser(
@@ -54,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     conv.add_argument("source", type=Path, help="ytf68-style folder (landmarks.jsonl + images)")
     conv.add_argument("--out", type=Path, required=True, metavar="JSON", help="correction file to write")
     conv.add_argument("--teacher-dir", type=Path, default=None,
-                      help="3DDFA_V2 folder (default: $DSFNET_TEACHER_DIR)")
+                      help=f"3DDFA_V2 folder (default: ${ENV_TEACHER_DIR})")
     conv.add_argument("--splits", default="training", help="source splits to use, comma-separated (training)")
     conv.add_argument("--max-yaw", type=float, default=30.0, help="leave out faces the teacher turns further (30 deg)")
     conv.add_argument("--limit", type=int, default=None, help="only the first N faces (sorted by name)")
@@ -64,19 +66,97 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Register the options of ``dsfnet data build`` on ``parser`` (defaults: :class:`dsfnet.data.build.BuildConfig`'s)."""
+    parser.add_argument("source", type=Path,
+                        help="ytf68-style folder (landmarks.jsonl + images), or with --pseudo any folder of images")
+    parser.add_argument("--pseudo", action="store_true",
+                        help="label every image below SOURCE (recursively) with the teacher alone: yuface detection, "
+                             "two teacher passes, no landmark fit; identity = hash of the pixels (needs the teacher; "
+                             "--splits and --max-nme do not apply)")
+    parser.add_argument("--source-name", default=default("source_name"),
+                        help="--pseudo: the samples' source tag and identity prefix (default: SOURCE's folder name)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
+    parser.add_argument("--teacher-dir", type=Path, default=None,
+                        help=f"3DDFA_V2 folder with {TEACHER_WEIGHTS} and {TEACHER_STATS} (default: ${ENV_TEACHER_DIR}; "
+                             "without one the fit starts from its closed-form initialisation)")
+    parser.add_argument("--no-teacher", action="store_true", help="do not use the teacher even if one is set")
+    parser.add_argument("--views", type=int, default=default("views"),
+                        help="profiled views per face (0 = none; default 1)")
+    parser.add_argument("--max-yaw", type=float, default=default("max_yaw"),
+                        help="largest |yaw| of profiled views, degrees")
+    parser.add_argument("--max-pitch", type=float, default=default("max_pitch"),
+                        help="profiled views also get a pitch drawn in [-MAX, MAX] degrees (0 = keep the photo's)")
+    parser.add_argument("--val-fraction", type=float, default=default("val_fraction"),
+                        help="fraction of identities held out (0.1)")
+    parser.add_argument("--splits", default=",".join(default("splits")),
+                        help="source splits to use, comma-separated (training)")
+    parser.add_argument("--limit", type=int, default=default("limit"), help="only the first N faces (sorted by name)")
+    parser.add_argument("--workers", type=int, default=default("workers"),
+                        help="worker processes (default 2; 0 = in-process)")
+    parser.add_argument("--max-nme", type=float, default=default("max_nme"),
+                        help="fail items whose fit NME exceeds this (0.08)")
+    parser.add_argument("--seed", type=int, default=default("seed"), help="seed of the profiled yaws")
+    parser.add_argument("--cache", action="store_true", help="also precompute crops and GT maps into OUT/cache_*")
+    parser.add_argument("--crop-size", type=int, default=default("crop_size"), help="crop size S of the cache (128)")
+    parser.add_argument("--uv-size", type=int, default=default("uv_size"),
+                        help="UV size U of the cache (default: the lite model's)")
+    parser.add_argument("--face-model", type=Path, default=default("face_model"),
+                        help="face model file (default: built-in)")
+    parser.add_argument("--annotation-correction", type=Path, default=default("annotation_correction"), metavar="JSON",
+                        help="move every annotation by this similarity before the fit (`dsfnet data convention`: "
+                             "the annotations' average offset from the teacher's placement); kept in "
+                             "OUT/annotation_correction.json, and a rerun must give the same file")
+    parser.add_argument("--convention", choices=("2d", "3d"), default=default("convention"),
+                        help="the landmarks' convention: 2d (jaw on the visible outline, 300-W/ytf68; default) or 3d "
+                             "(fixed model vertices, AFLW2000-3D / teacher-style pseudo-labels)")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> BuildConfig:
+    """The :class:`dsfnet.data.build.BuildConfig` of parsed ``dsfnet data build`` options: ``--no-teacher`` wins,
+    else ``--teacher-dir``, else ``$DSFNET_TEACHER_DIR`` (ValueError on a bad value)."""
+    from dsfnet.teacher.files import resolve_teacher_dir
+
+    return BuildConfig(
+        source=args.source, out=args.out, pseudo=args.pseudo, source_name=args.source_name,
+        teacher_dir=None if args.no_teacher else resolve_teacher_dir(args.teacher_dir),
+        views=args.views, max_yaw=args.max_yaw, max_pitch=args.max_pitch, val_fraction=args.val_fraction,
+        splits=_splits(args.splits), limit=args.limit,
+        workers=args.workers, max_nme=args.max_nme, seed=args.seed, cache=args.cache, crop_size=args.crop_size,
+        uv_size=args.uv_size, face_model=args.face_model, annotation_correction=args.annotation_correction,
+        convention=args.convention)
+
+
+def _splits(text: str) -> tuple[str, ...]:
+    """``--splits``: comma-separated names, blanks dropped."""
+    return tuple(s.strip() for s in str(text).split(",") if s.strip())
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build (:func:`dsfnet.data.build.build`); 0, or 1 when nothing could be built (a message on stderr)."""
+    from dsfnet.data.build import build
+
+    try:
+        report = build(build_config(args))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"dsfnet data build: {exc}", file=sys.stderr)
+        return 1
+    return 0 if report["samples"] > 0 else 1
+
+
 def run_convention(args: argparse.Namespace) -> int:
     """Estimate the annotation correction and write it; 0, or 1 with a message on stderr."""
     import json
-    import os
 
-    from dsfnet.data.build import ENV_TEACHER
     from dsfnet.data.convention import estimate_against_teacher
+    from dsfnet.teacher import resolve_teacher_dir
 
-    teacher_dir = args.teacher_dir or os.environ.get(ENV_TEACHER)
+    teacher_dir = resolve_teacher_dir(args.teacher_dir)
     if not teacher_dir:
-        print(f"dsfnet data convention: give --teacher-dir or ${ENV_TEACHER}", file=sys.stderr)
+        print(f"dsfnet data convention: give --teacher-dir or ${ENV_TEACHER_DIR}", file=sys.stderr)
         return 1
-    splits = tuple(s.strip() for s in str(args.splits).split(",") if s.strip())
+    splits = _splits(args.splits)
     try:
         corr, summary = estimate_against_teacher(args.source, teacher_dir, splits, args.max_yaw, limit=args.limit,
                                                  progress=True)
@@ -87,26 +167,6 @@ def run_convention(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}")
     return 0
-
-
-def run_build(args: argparse.Namespace) -> int:
-    """Parse the build options and call ``dsfnet.data.build.main`` (owned by the data-build module)."""
-    try:
-        from dsfnet.data import build as build_mod
-
-        add_arguments, main = build_mod.add_build_arguments, build_mod.main
-    except (ImportError, AttributeError) as exc:
-        print(f"dsfnet data build: not yet available ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 1
-    parser = argparse.ArgumentParser(prog="dsfnet data build",
-                                     description=(build_mod.__doc__ or "").strip().splitlines()[0])
-    add_arguments(parser)
-    ns = parser.parse_args(args.rest)
-    try:
-        return int(main(ns) or 0)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"dsfnet data build: {exc}", file=sys.stderr)
-        return 1
 
 
 def _expand(samples: list[str], limit: int):

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from dsfnet.teacher.constants import ENV_TEACHER_DIR, TEACHER_STATS, TEACHER_WEIGHTS
 
 
 def add_parser(subparsers) -> None:
@@ -19,8 +20,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--config", choices=["lite", "paper"], default="lite", help="network variant (dsfnet)")
     p.add_argument("--baseline", choices=["teacher"], help="also evaluate this baseline")
     p.add_argument("--teacher-dir", default=None,
-                   help="folder with 3DDFA_V2's mb05_120x120.pth and param_mean_std_62d_120x120.pkl "
-                        "(default: $DSFNET_TEACHER_DIR)")
+                   help=f"folder with 3DDFA_V2's {TEACHER_WEIGHTS} and {TEACHER_STATS} "
+                        f"(default: ${ENV_TEACHER_DIR})")
     p.add_argument("--occlude", default=None, metavar="COVERAGE|sweep",
                    help="paste synthetic occluders over this fraction of the face box (0..1, or a percentage "
                         "like 30%%); 'sweep' runs 0,10,20,30,40,50%%")
@@ -54,12 +55,13 @@ def parse_coverages(text: str | None) -> tuple[float, ...]:
 
 
 def _teacher(args, face_model):
-    from dsfnet.eval.predictor import ENV_TEACHER_DIR, TeacherPredictor
+    from dsfnet.eval.predictor import TeacherPredictor
+    from dsfnet.teacher import resolve_teacher_dir
 
-    folder = args.teacher_dir or os.environ.get(ENV_TEACHER_DIR)
+    folder = resolve_teacher_dir(args.teacher_dir)
     if not folder:
         raise ValueError(f"the teacher needs --teacher-dir DIR or ${ENV_TEACHER_DIR} (a folder with 3DDFA_V2's "
-                         "mb05_120x120.pth and param_mean_std_62d_120x120.pkl)")
+                         f"{TEACHER_WEIGHTS} and {TEACHER_STATS})")
     return TeacherPredictor.from_dir(folder, face_model, device=args.device)
 
 

@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Fit and report; returns 0, or 1 with a message on stderr."""
-    from dsfnet.data.fitting import fit_landmarks, landmark_nme, load_landmarks
+    from dsfnet.data.fitting import FitOptions, fit_landmarks, landmark_nme, load_landmarks
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.io.image import read_image
     from dsfnet.io.writers import atomic_write_text, write_image
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(args.image)
         landmarks = load_landmarks(args.landmarks)
         model = load_face_model(args.face_model)
-        result = fit_landmarks(model, landmarks, image.shape[0], convention=args.convention)
+        result = fit_landmarks(model, landmarks, image.shape[0], FitOptions(convention=args.convention))
     except (FileNotFoundError, ValueError) as exc:
         print(f"dsfnet fit: {exc}", file=sys.stderr)
         return 1

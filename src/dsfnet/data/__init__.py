@@ -1,1 +1,2 @@
-"""Training and evaluation inputs: annotation readers, teacher pseudo-labels, ground-truth maps, augmentation."""
+"""Training and evaluation inputs: annotation readers, photo-set sources, landmark fitting, the training-set build
+(teacher pseudo-labels and fits, :mod:`dsfnet.data.build`), ground-truth maps, augmentation, occlusion."""

@@ -169,18 +169,18 @@ def estimate_against_teacher(source: str | os.PathLike, teacher_dir: str | os.Pa
                              progress: bool = False) -> tuple[AnnotationCorrection, dict]:
     """:func:`estimate_correction` of a ytf68-style folder's annotations against the 3DDFA_V2 teacher.
 
-    The teacher runs on each face's landmark crop (:func:`dsfnet.data.teacher.roi_from_landmarks`); faces whose
+    The teacher runs on each face's landmark crop (:func:`dsfnet.teacher.roi_from_landmarks`); faces whose
     teacher yaw exceeds ``max_yaw_deg`` are left out (their inner points foreshorten and the frame's unit shrinks).
     Returns the correction and a JSON-ready summary (counts, the correction estimated on each half of the faces, the
     inner-point NME of the annotations against the teacher before and after the correction).
     """
     from tqdm import tqdm
 
-    from dsfnet.data.build import load_teacher, read_items
-    from dsfnet.data.teacher import roi_from_landmarks
+    from dsfnet.data.sources import read_items
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.geometry import matrix_to_pose_para
     from dsfnet.io.image import read_image
+    from dsfnet.teacher import load_teacher, roi_from_landmarks
 
     items = read_items(source, splits, limit=limit)
     if not items:

@@ -5,7 +5,7 @@ A predictor turns an image plus a face location into a :class:`Prediction` in im
 
 * :class:`GroundTruthPredictor` returns the annotation itself (every metric must be exactly 0: a check of
   the pipeline).
-* :class:`TeacherPredictor` runs 3DDFA_V2 (:mod:`dsfnet.data.teacher`).
+* :class:`TeacherPredictor` runs 3DDFA_V2 (:mod:`dsfnet.teacher`).
 * Our network is plugged in by :func:`create_dsfnet_predictor` (:class:`AlignerPredictor` over :mod:`dsfnet.inference`, imported lazily).
 
 Optional hook: a predictor may define ``set_ground_truth(sample)``; the runner calls it with the current
@@ -18,12 +18,6 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-#: file names inside a teacher folder
-TEACHER_WEIGHTS = "mb05_120x120.pth"
-TEACHER_STATS = "param_mean_std_62d_120x120.pkl"
-#: environment variable naming the teacher folder (the CLI's default for --teacher-dir)
-ENV_TEACHER_DIR = "DSFNET_TEACHER_DIR"
 
 
 @dataclass
@@ -113,10 +107,10 @@ class GroundTruthPredictor:
 
 
 class TeacherPredictor:
-    """3DDFA_V2 MobileNetV1-0.5 as a :class:`Predictor` (its own crop rules, see :mod:`dsfnet.data.teacher`).
+    """3DDFA_V2 MobileNetV1-0.5 as a :class:`Predictor` (its own crop rules, see :mod:`dsfnet.teacher.roi`).
 
     Args:
-        teacher: a :class:`dsfnet.data.teacher.Teacher`.
+        teacher: a :class:`dsfnet.teacher.Teacher`.
         dense: also return the dense mesh (53k vertices; needed for the dense metrics).
     """
 
@@ -128,26 +122,23 @@ class TeacherPredictor:
 
     @classmethod
     def from_dir(cls, teacher_dir: str | Path, face_model, device: str = "cpu", dense: bool = True) -> "TeacherPredictor":
-        """Load from a folder holding :data:`TEACHER_WEIGHTS` and :data:`TEACHER_STATS`."""
-        from dsfnet.data.teacher import Teacher
+        """Load from a teacher folder (:func:`dsfnet.teacher.load_teacher`)."""
+        from dsfnet.teacher import load_teacher
 
-        d = Path(teacher_dir)
-        if not d.is_dir():
-            raise FileNotFoundError(f"teacher folder not found: {d} (expected {TEACHER_WEIGHTS} and {TEACHER_STATS})")
-        return cls(Teacher(d / TEACHER_WEIGHTS, d / TEACHER_STATS, face_model, device=device), dense=dense)
+        return cls(load_teacher(face_model, teacher_dir, device=device), dense=dense)
 
     def _wrap(self, out) -> Prediction:
         return Prediction(landmarks=out.landmarks, rotation=out.rotation,
                           vertices=out.vertices if self.dense else None)
 
     def predict_from_landmarks(self, image_rgb: np.ndarray, landmarks_2d: np.ndarray) -> Prediction:
-        from dsfnet.data.teacher import roi_from_landmarks
+        from dsfnet.teacher.roi import roi_from_landmarks
 
         _check_inputs(image_rgb, landmarks_2d)
         return self._wrap(self.teacher.predict(image_rgb, roi_from_landmarks(np.asarray(landmarks_2d)[:, :2])))
 
     def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
-        from dsfnet.data.teacher import roi_from_detection
+        from dsfnet.teacher.roi import roi_from_detection
 
         _check_inputs(image_rgb)
         return self._wrap(self.teacher.predict(image_rgb, roi_from_detection(box)))

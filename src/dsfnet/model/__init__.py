@@ -9,19 +9,16 @@ from typing import Any
 
 from dsfnet.model.config import MODEL_CONFIGS, ModelConfig
 from dsfnet.model.dsfnet import BRANCHES, DSFNet, ImageStage, standardize
-from dsfnet.model.mobilenet import MobileNetV1Teacher, load_teacher_backbone
 
 __all__ = [
     "BRANCHES",
     "DSFNet",
     "ImageStage",
     "MODEL_CONFIGS",
-    "MobileNetV1Teacher",
     "ModelConfig",
     "create_model",
     "get_config",
     "list_models",
-    "load_teacher_backbone",
     "standardize",
 ]
 

@@ -1,9 +1,9 @@
-"""MobileNetV1-style backbone with a small FPN (the ``lite`` variant, spec §8.1), and the teacher's
-architecture (3DDFA_V2 MobileNetV1-0.5) for timing and weight initialisation.
+"""MobileNetV1-style backbone with a small FPN (the ``lite`` variant, spec §8.1).
 
 The body is layer-for-layer the 3DDFA_V2 MobileNetV1 (``conv1``/``bn1`` then 13 depthwise-separable blocks
-``dw2_1 … dw6``), so at width 0.5 every tensor has the teacher checkpoint's shape and
-:func:`load_teacher_backbone` can copy it. Widths at multiplier 1.0 (halved at 0.5)::
+``dw2_1 … dw6``), so at width 0.5 every tensor has the teacher checkpoint's shape: the teacher's network is this
+body (:class:`dsfnet.teacher.network.TeacherNet`) and :func:`dsfnet.teacher.network.load_teacher_backbone`
+copies its weights into the lite backbone. Widths at multiplier 1.0 (halved at 0.5)::
 
     conv1 s2: 32 | dw2_1: 64 | dw2_2 s2: 128 | dw3_1: 128 | dw3_2 s2: 256 | dw4_1: 256 | dw4_2 s2: 512
     dw5_1..dw5_5: 512 | dw5_6 s2: 1024 | dw6: 1024
@@ -11,8 +11,6 @@ The body is layer-for-layer the 3DDFA_V2 MobileNetV1 (``conv1``/``bn1`` then 13 
 Strides of the taps used by the FPN: dw2_1 → 2, dw3_1 → 4, dw4_1 → 8, dw5_5 → 16, dw6 → 32.
 """
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -60,23 +58,6 @@ class MobileNetV1Body(nn.Module):
         return taps
 
 
-class MobileNetV1Teacher(nn.Module):
-    """The teacher's architecture (3DDFA_V2 ``mobilenet``, widen 0.5, 62 outputs) for timing and comparison.
-
-    ``(B, 3, 120, 120)`` → ``(B, num_params)``. Random weights unless loaded; key names equal the checkpoint's
-    after stripping ``module.`` (``fc_param`` is called ``fc`` here, as in 3DDFA_V2).
-    """
-
-    def __init__(self, width: float = 0.5, num_params: int = 62) -> None:
-        super().__init__()
-        self.body = MobileNetV1Body(width)
-        self.fc = nn.Linear(self.body.out_channels, num_params)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.body.forward_taps(x, min_stride=32)[32]
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
 class MobileNetFPN(nn.Module):
     """MobileNetV1 body + a small top-down FPN ending at ``out_stride`` (2 or 4).
 
@@ -117,43 +98,3 @@ class MobileNetFPN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_features(x)
-
-
-def load_teacher_backbone(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, bgr_to_rgb: bool = True) -> dict[str, list[str]]:
-    """Copy the 3DDFA_V2 MobileNetV1-0.5 weights into ``model``'s MobileNetV1 body where names and shapes match.
-
-    Args:
-        model: a :class:`~dsfnet.model.dsfnet.DSFNet` with a :class:`MobileNetFPN` backbone, a
-            :class:`MobileNetFPN`, a :class:`MobileNetV1Teacher` or a :class:`MobileNetV1Body`.
-        state_dict: the checkpoint's ``state_dict`` (keys like ``module.dw2_1.conv_dw.weight``; the
-            ``module.`` prefix is optional), e.g. ``torch.load(path, map_location="cpu", weights_only=True)["state_dict"]``.
-        bgr_to_rgb: the teacher reads BGR; reverse ``conv1``'s input channels so that RGB input sees the same filters.
-            (Input scaling differs too: the teacher uses (x−127.5)/128, we standardise per image; BN adapts.)
-    Returns:
-        ``{"copied": [...], "skipped": [...], "missing": [...]}``: body keys copied, checkpoint keys not used
-        (``fc_param``, ``fc_lm``, or a shape mismatch), body keys with no checkpoint tensor.
-    Raises:
-        ValueError: if ``model`` has no MobileNetV1 body or nothing could be copied.
-    """
-    body = next((m for m in model.modules() if isinstance(m, MobileNetV1Body)), None)
-    if body is None:
-        raise ValueError(f"load_teacher_backbone: {type(model).__name__} has no MobileNetV1Body (expected the 'lite' backbone)")
-    own = body.state_dict()
-    copied, skipped = [], []
-    new_state = dict(own)
-    for key, value in state_dict.items():
-        name = key[len("module."):] if key.startswith("module.") else key
-        if name not in own or tuple(own[name].shape) != tuple(value.shape):
-            skipped.append(key)
-            continue
-        value = value.detach().to(own[name].dtype)
-        if bgr_to_rgb and name == "conv1.weight":
-            value = value.flip(1)
-        new_state[name] = value.clone()
-        copied.append(name)
-    if not copied:
-        raise ValueError("load_teacher_backbone: no tensor of the state dict matches the MobileNetV1 body "
-                         f"(first keys: {list(state_dict)[:3]})")
-    body.load_state_dict(new_state)
-    missing = [k for k in own if k not in copied]
-    return {"copied": copied, "skipped": skipped, "missing": missing}

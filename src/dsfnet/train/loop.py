@@ -404,11 +404,8 @@ class Trainer:
                 dist.broadcast(t.data, src=0)
 
     def _teacher_init(self, path: str) -> None:
-        from dsfnet import model as model_pkg
+        from dsfnet.teacher.network import load_teacher_backbone as loader
 
-        loader = getattr(model_pkg, "load_teacher_backbone", None)
-        if loader is None:
-            raise ValueError("--teacher-init needs dsfnet.model.load_teacher_backbone, which is not available")
         if not Path(path).is_file():
             raise FileNotFoundError(f"teacher weights not found: {path}")
         sd = torch.load(path, map_location="cpu", weights_only=True)
