@@ -42,7 +42,7 @@ def sources(n: int):
         return fm, (items * (n // len(items) + 1))[:n], f"built-in model, {len(mats)} AFLW2000-3D dev faces"
     except Exception as err:  # noqa: BLE001 - fall back to the toy model, say why
         print(f"[built-in model / dev data not available: {type(err).__name__}: {err}] -> toy model")
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
 
     fm = toy_face_model()
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from dsfnet.model import MobileNetV1Teacher, create_model, get_config
-from dsfnet.model._synthetic import synthetic_face
+from testing.analytic_face import synthetic_face
 
 
 def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:

@@ -32,7 +32,7 @@ def _face(uv_size: int):
         fm = load_face_model()
         return fm, get_uv_layout(fm, uv_size), "built-in"
     except Exception:  # assets not installed: the analytic stand-in
-        from dsfnet.model._synthetic import synthetic_face
+        from testing.analytic_face import synthetic_face
 
         fm, lay = synthetic_face(uv_size)
         return fm, lay, "synthetic"

@@ -12,7 +12,7 @@ import pytest
 
 from dsfnet.assets import sample_image_path
 from dsfnet.cli.main import main
-from dsfnet.inference.testing import toy_aligner
+from testing.aligner import toy_aligner
 from dsfnet.io import read_image
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from dsfnet.data.augment import AugmentConfig, Augmenter, similarity_about_centre
 from dsfnet.data.targets import TargetBuilder
-from dsfnet.facemodel.synthetic import toy_face_model
+from testing.face_model import toy_face_model
 from dsfnet.facemodel.uv import get_uv_layout
 
 S = U = 128

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsfnet.data.profiling import profile_face, rotate_pose, vertex_visibility
-from dsfnet.facemodel.synthetic import toy_face_model
+from testing.face_model import toy_face_model
 from dsfnet.geometry import decode_vertices, pose_para_to_image
 
 H = 256

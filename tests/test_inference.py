@@ -19,7 +19,7 @@ from dsfnet.inference import (
     standardize_np,
     zbuffer_visibility,
 )
-from dsfnet.inference.testing import toy_aligner
+from testing.aligner import toy_aligner
 from dsfnet.inference.tracking import nearest_rotation
 from dsfnet.inference.visualize import draw_faces
 from dsfnet.io import read_image

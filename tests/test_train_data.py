@@ -14,7 +14,7 @@ S, U = 64, 32
 @pytest.fixture(scope="module")
 def toy():
     from dsfnet.facemodel import get_uv_layout
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
     from dsfnet.model import create_model
     from dsfnet.train.data import target_builder_for
 

@@ -50,7 +50,7 @@ def test_ddp_two_gloo_processes_keep_replicas_identical(tmp_path):
     r1 = torch.load(run_dir / "rank1.pt", weights_only=True)
     # 16 samples / (batch 2 x 2 processes) = 4 steps per epoch, 1.5 epochs
     assert r0["step"] == r1["step"] == 6 and r0["status"] == r1["status"] == "finished"
-    from dsfnet.train._toy import ToyNet
+    from testing.toy_network import ToyNet
 
     torch.manual_seed(0)
     initial = ToyNet().state_dict()

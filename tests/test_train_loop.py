@@ -15,7 +15,7 @@ import yaml
 
 from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
 from dsfnet.model import checkpoint as ckpt_mod
-from dsfnet.train._toy import ToyNet
+from testing.toy_network import ToyNet
 from dsfnet.train.loop import train
 
 TOY = {
@@ -276,7 +276,7 @@ def test_init_weights_starts_a_fresh_schedule_from_a_checkpoint(tmp_path):
 
 
 def test_no_validation_data_is_said_up_front(tmp_path, capsys):
-    from dsfnet.train._toy import ToyDataset
+    from testing.toy_network import ToyDataset
 
     result = train(_config(**{"optim.epochs": 1}), tmp_path / "run", train_set=ToyDataset(8, seed=0), val_set=None)
     err = capsys.readouterr().err

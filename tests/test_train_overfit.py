@@ -16,7 +16,7 @@ import torch
 @pytest.mark.slow
 def test_lite_overfits_eight_synthetic_faces(tmp_path):
     from dsfnet.facemodel import get_uv_layout
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
     from dsfnet.model import create_model, get_config
     from dsfnet.train.config import TrainConfig
     from dsfnet.train.data import SyntheticFaces, target_builder_for

@@ -9,7 +9,7 @@ A runner maps a batch of crops to the network's UV outputs::
 
 with attributes ``input_size`` (S) and ``uv_size`` (U). Standardisation (spec §1.3) happens inside the
 runner, so callers only ever hand over uint8 crops. Anything with that shape of call can be plugged into
-:class:`dsfnet.inference.FaceAligner` (tests use a fake runner that returns a known map).
+:class:`dsfnet.inference.FaceAligner` (the tests' ``testing/aligner.py`` has one that returns a known map).
 
 Weights are never silently random: a missing file raises :class:`WeightsNotFoundError`, which says where we
 looked and what to do.
@@ -26,7 +26,6 @@ __all__ = [
     "BACKENDS",
     "NetworkRunner",
     "OnnxRunner",
-    "StaticRunner",
     "TorchRunner",
     "WeightsNotFoundError",
     "default_weights_dir",
@@ -340,35 +339,3 @@ class OnnxRunner:
         if self.with_seg and "seg" in out:
             res["seg"] = out["seg"][:, :1].float().numpy()
         return res
-
-
-class StaticRunner:
-    """A runner that returns the same known outputs for every crop (tests, demos without weights).
-
-    Args:
-        face_uvm: ``(3, U, U)`` position map (pm units, crop frame, nose-relative z).
-        rotation: ``(3, 3)`` proper rotation.
-        input_size: crop side S it pretends to take.
-        seg: optional ``(S, S)`` visible-face probability.
-    """
-
-    def __init__(self, face_uvm: np.ndarray, rotation: np.ndarray, input_size: int, seg: np.ndarray | None = None) -> None:
-        self.face_uvm = np.asarray(face_uvm, dtype=np.float32)
-        if self.face_uvm.ndim != 3 or self.face_uvm.shape[0] != 3 or self.face_uvm.shape[1] != self.face_uvm.shape[2]:
-            raise ValueError(f"face_uvm must be (3, U, U), got {self.face_uvm.shape}")
-        self.rotation = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
-        self.input_size = int(input_size)
-        self.uv_size = int(self.face_uvm.shape[-1])
-        self.seg = None if seg is None else np.asarray(seg, dtype=np.float32).reshape(1, self.input_size, self.input_size)
-        self.calls = 0
-        self.last_crops: np.ndarray | None = None
-
-    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        c = _check_crops(crops, self.input_size)
-        self.calls += 1
-        self.last_crops = c
-        b = len(c)
-        out = {"face_uvm": np.repeat(self.face_uvm[None], b, 0), "rotation": np.repeat(self.rotation[None], b, 0)}
-        if self.seg is not None:
-            out["seg"] = np.repeat(self.seg[None], b, 0)
-        return out
