@@ -76,9 +76,9 @@ def teacher_step(batch: int):
 def training_step(variant: str, batch: int, branch: str, ddp: bool = False):
     """One full training step of ``variant`` on the ``branch`` forward (the trainer's losses and optimiser), as a
     callable. ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
-    from dsfnet.model import create_model, get_config
+    from dsfnet.model import create_model, get_config, images_to_input
     from dsfnet.train.config import OptimSection
-    from dsfnet.train.loop import TrainForward, images_to_input, make_optimizer
+    from dsfnet.train.loop import TrainForward, make_optimizer
     from dsfnet.train.losses import LossConfig, LossContext, compute_losses
 
     cfg = get_config(variant)

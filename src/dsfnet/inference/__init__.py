@@ -10,7 +10,6 @@ from dsfnet.inference.runner import (
     TorchRunner,
     WeightsNotFoundError,
     resolve_weights,
-    standardize_np,
 )
 from dsfnet.inference.smoothing import OneEuroFilter
 from dsfnet.inference.tracking import FaceTracker
@@ -28,6 +27,5 @@ __all__ = [
     "decode_face",
     "pose_dict",
     "resolve_weights",
-    "standardize_np",
     "zbuffer_visibility",
 ]

@@ -1,7 +1,15 @@
-"""Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`."""
+"""Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`.
+
+:func:`with_overrides` is the one way to change fields of a frozen config: unknown names and values of the wrong
+type raise ValueError (YAML/``--set`` values are checked here, not by the training config).
+"""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 #: position-map divisor of the reference at 256 (``pos_scale = input_size · 280 / 256``)
 _POS_RATE = 280.0 / 256.0
@@ -77,15 +85,53 @@ class ModelConfig:
         if self.head_kind not in ("reference", "light"):
             raise ValueError(f"head_kind must be 'reference' or 'light', got {self.head_kind!r}")
 
-    def with_overrides(self, **overrides) -> "ModelConfig":
-        """A copy with some fields replaced; unknown names raise ValueError listing the valid ones."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid: {sorted(names)}")
-        cfg = replace(self, **overrides)
+    def with_overrides(self, **overrides: Any) -> "ModelConfig":
+        """A copy with some fields replaced (:func:`with_overrides`)."""
+        return with_overrides(self, overrides)
+
+
+def with_overrides(config: C, overrides: typing.Mapping[str, Any]) -> C:
+    """``dataclasses.replace(config, **overrides)``, type-checked, then ``config.validate()`` if it has one.
+
+    Each value must fit its field's annotation: ``int`` (not bool; an integral float is accepted), ``float`` (any
+    real number, or a string such as ``"1e-3"``, which YAML reads as text), ``bool``, ``str``, ``tuple[int, ...]`` / ``tuple[float, ...]`` (a list or tuple). ``name`` cannot
+    be overridden. Raises ValueError naming the field (unknown names list the valid ones).
+    """
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in fields(config)} - {"name"}
+    kind = type(config).__name__
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s) {unknown}; valid: {sorted(names)}")
+    values = {k: _typed(hints[k], v, f"{kind}.{k}") for k, v in overrides.items()}
+    cfg = replace(config, **values)
+    if hasattr(cfg, "validate"):
         cfg.validate()
-        return cfg
+    return cfg
+
+
+def _typed(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as an instance of the field type ``tp`` (see :func:`with_overrides`)."""
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        return tuple(_typed(item, v, where) for v in value)
+    ok = {int: isinstance(value, int) or (isinstance(value, float) and value.is_integer()),
+          float: isinstance(value, (int, float)) or _is_number(value), bool: True, str: isinstance(value, str)}
+    if tp not in ok:
+        raise TypeError(f"{where}: field type {tp!r} is not supported by with_overrides")
+    if isinstance(value, bool) != (tp is bool) or not ok[tp]:
+        raise ValueError(f"{where} must be of type {tp.__name__}, got {value!r}")
+    return tp(value)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 #: the registry: variant name -> configuration
