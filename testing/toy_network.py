@@ -6,7 +6,7 @@ key the losses and the validation read (``grid``, ``seg_logit``, ``seg``, ``conf
 ``face_uvm``, ``rotation``) and carries the buffers/attributes the trainer uses (``config``, ``face_mask``,
 ``weight_mask``, ``kpt_cells``, ``landmarks()``, ``tm_mean``/``tm_std``, ``face_model_fingerprint``).
 :func:`registered_toy` registers it in the model registry as variant ``"toy"`` (``tests/conftest.py``'s
-``toy_network`` fixture). :class:`ToyDataset` yields training-sample dicts (``docs/CONVENTIONS.md``), deterministic
+``toy_network`` fixture). :class:`ToyDataset` yields training-sample dicts (``dsfnet.data.cache.default_fields``), deterministic
 per index; :func:`toy_datasets` is the ``(train, val)`` pair the trainer tests pass in.
 """
 from __future__ import annotations
@@ -131,6 +131,17 @@ def registered_toy() -> Iterator[None]:
         unregister_model("toy")
 
 
+def write_toy_cache(folder, dataset: "ToyDataset") -> None:
+    """Write ``dataset`` as a sample cache folder (``dsfnet.data.cache``), which ``data.train``/``data.val`` can name:
+    the toy data for runs through the ``dsfnet train`` command line."""
+    from dsfnet.data.cache import CacheWriter, default_fields
+
+    fields = default_fields(dataset.s, dataset.u, dataset.ks, dataset.ke)
+    with CacheWriter(folder, fields, len(dataset)) as w:
+        for i in range(len(dataset)):
+            w[i] = dataset[i]
+
+
 def toy_datasets(n: int = 16, seed: int = 0, **sizes: int) -> tuple["ToyDataset", "ToyDataset"]:
     """``(train, val)``: ``n`` training samples (seed ``seed``) and ``max(n // 4, 2)`` validation samples (``seed + 1``);
     ``sizes``: ``input_size``, ``uv_size``, ``n_shape``, ``n_exp`` as for :class:`ToyNet`."""
@@ -138,7 +149,7 @@ def toy_datasets(n: int = 16, seed: int = 0, **sizes: int) -> tuple["ToyDataset"
 
 
 class ToyDataset(torch.utils.data.Dataset):
-    """``n`` deterministic random training samples (the trainer's sample dict) at crop ``S``, UV ``U``."""
+    """``n`` deterministic random training samples (:func:`dsfnet.data.cache.default_fields`) at crop ``S``, UV ``U``."""
 
     def __init__(self, n: int = 16, input_size: int = 16, uv_size: int = 8, n_shape: int = 4, n_exp: int = 2,
                  seed: int = 0) -> None:

@@ -13,10 +13,12 @@ import pytest
 import torch
 import yaml
 
-from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
 from dsfnet.model import checkpoint as ckpt_mod
-from testing.toy_network import ToyNet
-from dsfnet.train.loop import train
+from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
+from dsfnet.train import loop
+from testing.toy_network import ToyNet, toy_datasets
+
+pytestmark = pytest.mark.usefixtures("toy_network")
 
 TOY = {
     "model": {"variant": "toy"},
@@ -28,6 +30,12 @@ TOY = {
 
 def _config(**sets) -> TrainConfig:
     return TrainConfig.from_dict(_merge(TOY, sets))
+
+
+def train(config: TrainConfig, run_dir, **kwargs):
+    """The trainer on the toy data: 16 training and 4 validation samples (``data.synthetic``: their count)."""
+    train_set, val_set = toy_datasets(config.data.synthetic, seed=config.run.seed)
+    return loop.train(config, run_dir, **{"train_set": train_set, "val_set": val_set, **kwargs})
 
 
 def _merge(base: dict, sets: dict) -> dict:
@@ -143,7 +151,7 @@ def test_training_writes_run_folder_and_lowers_loss(tmp_path):
 
 
 def test_keep_epochs_leaves_one_checkpoint_per_epoch(tmp_path):
-    from dsfnet.train.loop import epoch_checkpoint_name
+    from dsfnet.train.state import epoch_checkpoint_name
 
     train(_config(**{"optim.epochs": 3, "run.keep_epochs": True}), tmp_path / "run")
     kept = [epoch_checkpoint_name(e) for e in (1, 2, 3)]
@@ -173,16 +181,34 @@ def test_resume_continues_at_same_step_with_identical_parameters(tmp_path):
         assert torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"])
 
 
+#: ``dsfnet train`` (the command line's ``main``) with the toy network registered
+_CLI_WITH_TOY = """
+import sys
+from testing.toy_network import registered_toy
+from dsfnet.cli.main import main
+with registered_toy():
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
     # with a data worker, and the signal sent to the whole process group (as Ctrl-C or `kill -- -PGID` do):
     # the workers must leave the stopping to the main process, which saves first
-    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5, "data.num_workers": 1})
+    from testing.toy_network import write_toy_cache
+
+    train_set, val_set = toy_datasets(TOY["data"]["synthetic"])
+    write_toy_cache(tmp_path / "cache_train", train_set)
+    write_toy_cache(tmp_path / "cache_val", val_set)
+    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5, "data.num_workers": 1, "data.synthetic": 0,
+                       "data.train": str(tmp_path / "cache_train"), "data.val": str(tmp_path / "cache_val")})
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "dsfnet.cli.main", "train", "--config", str(cfg_path),
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # testing/ is imported from the repo root
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen([sys.executable, "-c", _CLI_WITH_TOY, "train", "--config", str(cfg_path),
                              "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -208,16 +234,16 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 _SIGNAL_IN_WORKER_STARTUP = """
 import os, signal, sys, torch
 from torch.utils.data import DataLoader, TensorDataset
-from dsfnet.train import loop
+from dsfnet.train import loaders
 
 def init(worker_id):  # the signal lands after torch's own worker set-up, before ours: the window that raced
     os.killpg(os.getpgid(0), signal.SIGTERM)
-    loop._worker_init(worker_id)
+    loaders.worker_init(worker_id)
 
 got = []
 signal.signal(signal.SIGTERM, lambda *a: got.append(1))
 loader = DataLoader(TensorDataset(torch.arange(16.0)), batch_size=4, num_workers=2, worker_init_fn=init)
-n = sum(len(b[0]) for b in loop._start_workers(loader))
+n = sum(len(b[0]) for b in loaders.start_workers(loader))
 print(n, len(got))
 """
 

@@ -1,13 +1,14 @@
 """Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`.
 
 :func:`with_overrides` is the one way to change fields of a frozen config: unknown names and values of the wrong
-type raise ValueError (YAML/``--set`` values are checked here, not by the training config).
+type raise ValueError. :func:`coerce_value` is the one coercion of config values (YAML / ``--set``), for the model
+and the training configuration alike.
 """
 from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C")
 
@@ -90,12 +91,12 @@ class ModelConfig:
         return with_overrides(self, overrides)
 
 
-def with_overrides(config: C, overrides: typing.Mapping[str, Any]) -> C:
-    """``dataclasses.replace(config, **overrides)``, type-checked, then ``config.validate()`` if it has one.
+def with_overrides(config: C, overrides: Mapping[str, Any], *, validate: bool = True) -> C:
+    """``dataclasses.replace(config, **overrides)``, type-checked, then ``config.validate()`` if it has one (and
+    ``validate``: False checks names and types only, as a training config does when it is read).
 
-    Each value must fit its field's annotation: ``int`` (not bool; an integral float is accepted), ``float`` (any
-    real number, or a string such as ``"1e-3"``, which YAML reads as text), ``bool``, ``str``, ``tuple[int, ...]`` / ``tuple[float, ...]`` (a list or tuple). ``name`` cannot
-    be overridden. Raises ValueError naming the field (unknown names list the valid ones).
+    Each value is coerced to its field's annotation by :func:`coerce_value`. ``name`` cannot be overridden.
+    Raises ValueError naming the field (unknown names list the valid ones).
     """
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)} - {"name"}
@@ -103,35 +104,37 @@ def with_overrides(config: C, overrides: typing.Mapping[str, Any]) -> C:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ValueError(f"unknown {kind} field(s) {unknown}; valid: {sorted(names)}")
-    values = {k: _typed(hints[k], v, f"{kind}.{k}") for k, v in overrides.items()}
+    values = {k: coerce_value(hints[k], v, f"{kind}.{k}") for k, v in overrides.items()}
     cfg = replace(config, **values)
-    if hasattr(cfg, "validate"):
+    if validate and hasattr(cfg, "validate"):
         cfg.validate()
     return cfg
 
 
-def _typed(tp: Any, value: Any, where: str) -> Any:
-    """``value`` as an instance of the field type ``tp`` (see :func:`with_overrides`)."""
+def coerce_value(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as the scalar or tuple field type ``tp`` (the one coercion of config values, model and training).
+
+    ``float``: any number or numeric string (YAML reads ``1e-5`` as text), not a bool; ``int``: an integer, an
+    integral float or an integer string, not a bool; ``bool``, ``str``: exactly that type; ``tuple[T, ...]``: a
+    list or tuple of ``T``. Raises ValueError naming ``where``; TypeError for another ``tp``.
+    """
     if typing.get_origin(tp) is tuple:
-        item = typing.get_args(tp)[0]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where} must be a list, got {value!r}")
-        return tuple(_typed(item, v, where) for v in value)
-    ok = {int: isinstance(value, int) or (isinstance(value, float) and value.is_integer()),
-          float: isinstance(value, (int, float)) or _is_number(value), bool: True, str: isinstance(value, str)}
-    if tp not in ok:
-        raise TypeError(f"{where}: field type {tp!r} is not supported by with_overrides")
-    if isinstance(value, bool) != (tp is bool) or not ok[tp]:
-        raise ValueError(f"{where} must be of type {tp.__name__}, got {value!r}")
-    return tp(value)
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(value, str)
+        return tuple(coerce_value(typing.get_args(tp)[0], v, where) for v in value)
+    if tp is float or tp is int:
+        what = "a number" if tp is float else "an integer"
+        if isinstance(value, bool) or (tp is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where} must be {what}, got {value!r}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be {what}, got {value!r}") from None
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise ValueError(f"{where} must be {'true/false' if tp is bool else 'a string'}, got {value!r}")
+        return value
+    raise TypeError(f"{where}: no coercion for the field type {tp!r}")
 
 
 #: the registry: variant name -> configuration

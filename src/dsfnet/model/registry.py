@@ -71,11 +71,12 @@ def _entry(name: str) -> RegisteredModel:
     return _REGISTRY[name]
 
 
-def get_config(name: str, **overrides: Any) -> Any:
+def get_config(name: str, *, validate: bool = True, **overrides: Any) -> Any:
     """The config of variant ``name`` with ``overrides`` applied (type-checked by
-    :func:`~dsfnet.model.config.with_overrides`); ValueError on unknown names, fields or wrong types."""
+    :func:`~dsfnet.model.config.with_overrides`; ``validate=False``: names and types only); ValueError on unknown
+    names, fields or wrong types."""
     cfg = _entry(name).config
-    return with_overrides(cfg, overrides) if overrides else cfg
+    return with_overrides(cfg, overrides, validate=validate) if overrides else cfg
 
 
 def create_model(name: str, face_model: Any | None = None, *, layout: Any | None = None, **overrides: Any) -> nn.Module:
