@@ -18,10 +18,10 @@ from dsfnet.inference import (
     resolve_weights,
     zbuffer_visibility,
 )
-from testing.aligner import toy_aligner
 from dsfnet.inference.tracking import nearest_rotation
 from dsfnet.inference.visualize import draw_faces
 from dsfnet.io import read_image
+from testing.aligner import toy_aligner
 
 IMG = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
 BOX = [100.0, 50.0, 220.0, 170.0]

@@ -36,7 +36,7 @@ from dsfnet.facemodel.uv import get_uv_layout
 from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
 from dsfnet.io import read_image
 from dsfnet.model import create_model, get_config, preprocess, standardize
-from testing.analytic_face import make_all_visible
+from testing.untrained import make_all_visible
 
 #: face boxes [x0, y0, x1, y1] in the 512² sample photo: the yuface box of its face, and a shifted, larger one
 BOXES = np.array([[178.0, 62.0, 267.0, 174.0], [170.0, 70.0, 270.0, 180.0]])

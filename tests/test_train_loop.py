@@ -79,6 +79,30 @@ def test_named_configs_and_overrides(tmp_path):
     assert TrainConfig.load(tmp_path / "resolved.yaml") == c
 
 
+def test_model_section_is_typed_by_the_registry(tmp_path):
+    from dsfnet.model import create_model, list_models
+    from dsfnet.model.config import ModelConfig
+
+    c = TrainConfig.load("lite", ["model.overrides.pointnet_widths=[16, 32]", "model.overrides.seg_threshold=1e-1"])
+    assert isinstance(c.model.config, ModelConfig) and c.model.config.pointnet_widths == (16, 32)
+    assert c.model.overrides == {"pointnet_widths": [16, 32], "seg_threshold": 0.1}  # plain values, YAML-ready
+    from dsfnet.train.config import save_config
+
+    save_config(c, tmp_path / "c.yaml")
+    assert TrainConfig.load(tmp_path / "c.yaml") == c
+    with pytest.raises(ValueError, match="unknown ModelConfig field"):
+        TrainConfig.load("lite", ["model.overrides.uv_sise=64"])
+    with pytest.raises(ValueError, match="uv_size must be an integer"):
+        TrainConfig.load("lite", ["model.overrides.uv_size=big"])
+    with pytest.raises(ValueError, match="head_shared must be true/false"):
+        TrainConfig.from_dict({"model": {"variant": "lite", "overrides": {"head_shared": 1}}})
+    with pytest.raises(ValueError, match="unknown model variant 'huge'"):
+        TrainConfig.from_dict({"model": {"variant": "huge"}})
+    # the toy network is a registered variant while the fixture holds it
+    assert "toy" in list_models() and isinstance(create_model("toy", uv_size=16), ToyNet)
+    assert TrainConfig.from_dict({"model": {"variant": "toy", "overrides": {"uv_size": 16}}}).model.config.uv_size == 16
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 def test_checkpoint_metadata_and_strict_load(tmp_path):
