@@ -1,4 +1,5 @@
-"""``dsfnet.model``: the DSFNet network (crop → UV maps), its variants and weight helpers.
+"""``dsfnet.model``: the DSFNet network (crop → UV maps), the registry of its variants (:func:`register_model`
+adds a network), the input preprocessing (:mod:`~dsfnet.model.preprocess`) and weight helpers.
 
 >>> sorted(list_models())
 ['lite', 'paper']

@@ -62,7 +62,9 @@ class DataSection:
 
     ``train`` and ``val`` are each one source (a sample cache folder, a ``.jsonl`` index or a ``dsfnet data build``
     folder; see :mod:`dsfnet.train.data`) or a list of sources, concatenated in order.
-    ``synthetic > 0`` trains on that many synthetic samples instead of ``train`` (overfit/smoke runs);
+    ``synthetic > 0`` trains (and validates) on that many synthetic faces instead of ``train``: renders of the
+    built-in face model (:class:`~dsfnet.train.data.SyntheticFaces`), for the shipped ``overfit`` config's check
+    that a network can memorise a few faces (a product feature, not a test double);
     ``val_max`` caps the validation samples (0 = all).
     """
 

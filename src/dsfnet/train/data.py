@@ -175,7 +175,7 @@ def target_builder_for(model: Any, face_model: Any | None = None, layout: Any | 
     from dsfnet.facemodel import get_uv_layout, load_face_model
 
     fm = face_model if face_model is not None else load_face_model(n_shape=model.n_shape, n_exp=model.n_exp)
-    want = getattr(model, "face_model_fingerprint", None)
+    want = model.face_model_fingerprint
     if want is not None and fm.fingerprint != want:
         raise ValueError(f"the model was built for face model {want}, the data's face model is {fm.fingerprint}")
     lay = layout if layout is not None else get_uv_layout(fm, model.config.uv_size)
@@ -223,7 +223,7 @@ def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | 
                              f"U={u} (add a cache of that size with 'dsfnet data build ... --cache --crop-size {s} "
                              f"--uv-size {u}')")
         fp = attrs.get("face_model_fingerprint") or attrs.get("face_model")
-        want = getattr(model, "face_model_fingerprint", None)
+        want = model.face_model_fingerprint
         if fp and want and fp != want:
             raise ValueError(f"cache {p} was built with face model {fp}, the model uses {want}")
         if augment:

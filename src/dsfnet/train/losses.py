@@ -264,10 +264,8 @@ class LossContext:
 
     @classmethod
     def from_model(cls, model: Any, triangles: Any = None) -> "LossContext":
-        """Read the buffers of a DSFNet-like model (``face_mask``, ``weight_mask``, ``tm_mean``, ``tm_std``, ``mean_map``)."""
-        missing = [k for k in ("face_mask", "weight_mask", "tm_mean", "tm_std") if not hasattr(model, k)]
-        if missing:
-            raise ValueError(f"{type(model).__name__} lacks the loss buffers {missing}")
+        """Read the buffers of a :class:`~dsfnet.model.interface.TrainableNetwork` (``face_mask``, ``weight_mask``,
+        ``tm_mean``, ``tm_std``, ``mean_map``)."""
         tri = None if triangles is None else torch.as_tensor(triangles, dtype=torch.long)
         return cls(model.face_mask, model.weight_mask, model.tm_mean, model.tm_std,
                    model.mean_map, tri)
