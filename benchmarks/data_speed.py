@@ -14,10 +14,13 @@ both are available, else synthetic poses of the toy face model on a random image
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test doubles in testing/ (not shipped)
 
 TARGET_SAMPLES, TARGET_MINUTES = 2000, 30.0
 BUDGET_MS = 300.0
@@ -42,7 +45,7 @@ def sources(n: int):
         return fm, (items * (n // len(items) + 1))[:n], f"built-in model, {len(mats)} AFLW2000-3D dev faces"
     except Exception as err:  # noqa: BLE001 - fall back to the toy model, say why
         print(f"[built-in model / dev data not available: {type(err).__name__}: {err}] -> toy model")
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
 
     fm = toy_face_model()
     rng = np.random.default_rng(0)

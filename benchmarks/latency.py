@@ -91,7 +91,7 @@ def compare_backends(args) -> None:
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.facemodel.uv import get_uv_layout
     from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
-    from dsfnet.inference.runner import standardize_np
+    from dsfnet.model.preprocess import preprocess
     from dsfnet.io import read_image
     from dsfnet.model import create_model, get_config
     from dsfnet.model.export import ort_session
@@ -135,7 +135,7 @@ def compare_backends(args) -> None:
         x = ((crop_t.transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0)
         t_sess.run(None, {"image": x})
 
-    x_np = standardize_np(crop)
+    x_np = preprocess(crop)
     x_lite = torch.from_numpy(x_np)
 
     def lite_stage_torch() -> None:

@@ -12,7 +12,7 @@ and the median of the per-round ratios against the teacher.
 
 Inputs are random crops with random targets of the right shapes (speed does not depend on the values).
 The face model is the built-in one when its assets are installed, else the analytic stand-in of
-``dsfnet.model._synthetic``; the UV layout is built once before timing. Numbers depend on what else runs on the
+``testing.analytic_face``; the UV layout is built once before timing. Numbers depend on what else runs on the
 machine: the load average is printed next to them.
 """
 from __future__ import annotations
@@ -20,9 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test doubles in testing/ (not shipped)
 
 
 def _face(uv_size: int):
@@ -32,7 +36,7 @@ def _face(uv_size: int):
         fm = load_face_model()
         return fm, get_uv_layout(fm, uv_size), "built-in"
     except Exception:  # assets not installed: the analytic stand-in
-        from dsfnet.model._synthetic import synthetic_face
+        from testing.analytic_face import synthetic_face
 
         fm, lay = synthetic_face(uv_size)
         return fm, lay, "synthetic"
@@ -76,9 +80,9 @@ def teacher_step(batch: int):
 def training_step(variant: str, batch: int, branch: str, ddp: bool = False):
     """One full training step of ``variant`` on the ``branch`` forward (the trainer's losses and optimiser), as a
     callable. ``ddp``: wrap the model in DistributedDataParallel (the process group must be initialised)."""
-    from dsfnet.model import create_model, get_config
+    from dsfnet.model import create_model, get_config, images_to_input
     from dsfnet.train.config import OptimSection
-    from dsfnet.train.loop import TrainForward, images_to_input, make_optimizer
+    from dsfnet.train.loop import TrainForward, make_optimizer
     from dsfnet.train.losses import LossConfig, LossContext, compute_losses
 
     cfg = get_config(variant)

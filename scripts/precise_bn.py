@@ -13,10 +13,11 @@ import argparse
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from dsfnet.model import images_to_input
 from dsfnet.model.checkpoint import model_from_checkpoint, save_checkpoint
 from dsfnet.train.batchnorm import recompute_batchnorm_statistics
 from dsfnet.train.data import ConcatSamples, open_dataset
-from dsfnet.train.loop import SeededSamples, images_to_input
+from dsfnet.train.loaders import SeededSamples
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Subset
 
 from dsfnet.model.checkpoint import model_from_checkpoint
 from dsfnet.train.data import open_dataset
-from dsfnet.train.loop import SeededSamples, evaluate
+from dsfnet.train.loaders import SeededSamples
+from dsfnet.train.validation import evaluate
 
 
 def main() -> None:

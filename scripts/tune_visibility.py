@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 def main() -> None:
     import torch
 
-    from dsfnet.inference.runner import standardize_np
+    from dsfnet.model.preprocess import preprocess
     from dsfnet.inference.visibility import dilate_seg, landmark_external_visibility
     from dsfnet.model.checkpoint import model_from_checkpoint
     from dsfnet.train.data import open_dataset
@@ -48,7 +48,7 @@ def main() -> None:
         segs, pts, labels = [], [], []
         for start in range(0, len(idx), 32):
             batch = [ds.sample(int(i), np.random.default_rng([7, int(i)])) for i in idx[start:start + 32]]
-            x = torch.from_numpy(standardize_np(np.stack([b["image"] for b in batch])))
+            x = torch.from_numpy(preprocess(np.stack([b["image"] for b in batch])))
             with torch.no_grad():
                 seg = model(x, return_all=True)["seg"][:, 0].numpy()
             for b, sg in zip(batch, seg):

@@ -1,7 +1,9 @@
 """Shared pytest fixtures.
 
 `shared_dir` points at the project's ``../shared`` folder (data that is never shipped). Tests that need it
-take this fixture and are skipped when it is absent; CI has it.
+take this fixture and are skipped when it is absent; CI has it. `toy_network` registers the trainer tests' tiny
+network (``testing/toy_network.py``) as model variant ``"toy"`` through the product's extension point,
+``dsfnet.model.register_model``, for the duration of a test.
 """
 from __future__ import annotations
 
@@ -37,3 +39,12 @@ def bfm():
     from dsfnet.facemodel import load_face_model
 
     return load_face_model()
+
+
+@pytest.fixture
+def toy_network():
+    """Model variant ``"toy"`` (:class:`testing.toy_network.ToyNet`) in the model registry during the test."""
+    from testing.toy_network import registered_toy
+
+    with registered_toy():
+        yield

@@ -16,7 +16,7 @@ from dsfnet.geometry import decode_vertices, pose_para_to_image
 
 @pytest.fixture(scope="module")
 def toy():
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
 
     return toy_face_model()
 

@@ -28,7 +28,7 @@ SIZE = 160
 
 @pytest.fixture(scope="module")
 def toy():
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
 
     return toy_face_model()
 

@@ -12,8 +12,8 @@ import pytest
 
 from dsfnet.assets import sample_image_path
 from dsfnet.cli.main import main
-from dsfnet.inference.testing import toy_aligner
 from dsfnet.io import read_image
+from testing.aligner import toy_aligner
 
 
 def check_record(rec: dict, *, frame=None) -> None:

@@ -7,8 +7,8 @@ import torch
 
 from dsfnet.decode import UVCodec
 from dsfnet.facemodel import get_uv_layout
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.geometry import model_to_image, pose_para_to_matrix
+from testing.face_model import toy_face_model
 
 
 @pytest.fixture(scope="module")

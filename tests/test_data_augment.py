@@ -6,8 +6,8 @@ import pytest
 
 from dsfnet.data.augment import AugmentConfig, Augmenter, similarity_about_centre
 from dsfnet.data.targets import TargetBuilder
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.facemodel.uv import get_uv_layout
+from testing.face_model import toy_face_model
 
 S = U = 128
 H = 256

@@ -106,7 +106,7 @@ def test_build_applies_records_and_guards_the_correction(tmp_path):
 
     from dsfnet.data.build import Fit, Pipeline, build
     from dsfnet.data.sample import read_index
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
 
     toy = toy_face_model()
     src = _make_source(tmp_path, toy, n_ids=2, per_id=1)

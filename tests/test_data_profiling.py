@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dsfnet.data.profiling import profile_face, rotate_pose, vertex_visibility
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.geometry import decode_vertices, pose_para_to_image
+from testing.face_model import toy_face_model
 
 H = 256
 COLOURS = {30: (255, 0, 0), 36: (0, 255, 0), 45: (0, 0, 255), 48: (255, 255, 0), 54: (255, 0, 255),

@@ -10,8 +10,8 @@ import scipy.io
 
 from dsfnet.facemodel import assets
 from dsfnet.facemodel.model import FaceModel, load_face_model, make_face_model
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.facemodel.uv import FLIP_68
+from testing.face_model import toy_face_model
 
 
 @pytest.fixture(scope="module")

@@ -60,3 +60,12 @@ def test_nothing_imports_cli_and_src_never_needs_shared():
         if path.relative_to(SRC).parts[0] != "cli":
             assert "cli" not in _imports(path), path
         assert "../shared" not in text and "/shared/data" not in text, f"{path} refers to ../shared"
+
+
+def test_src_never_imports_the_test_doubles():
+    # the tests' doubles live in the repository's top-level testing/ folder, which is not shipped
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            assert not any(n == "testing" or n.startswith("testing.") for n in names), path

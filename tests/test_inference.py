@@ -16,13 +16,12 @@ from dsfnet.inference import (
     OneEuroFilter,
     WeightsNotFoundError,
     resolve_weights,
-    standardize_np,
     zbuffer_visibility,
 )
-from dsfnet.inference.testing import toy_aligner
 from dsfnet.inference.tracking import nearest_rotation
 from dsfnet.inference.visualize import draw_faces
 from dsfnet.io import read_image
+from testing.aligner import toy_aligner
 
 IMG = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
 BOX = [100.0, 50.0, 220.0, 170.0]
@@ -207,13 +206,13 @@ def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
         resolve_weights("lite", "tflite")
 
 
-def test_standardize_np_matches_model_standardize():
+def test_preprocess_matches_model_standardize():
     torch = pytest.importorskip("torch")
-    from dsfnet.model import standardize
+    from dsfnet.model import preprocess, standardize
 
     crops = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     ref = standardize(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255).numpy()
-    np.testing.assert_allclose(standardize_np(crops), ref, atol=1e-5)
+    np.testing.assert_allclose(preprocess(crops), ref, atol=1e-5)
 
 
 def test_one_euro_filter_numbers():

@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dsfnet.decode import UVCodec  # noqa: E402
-from dsfnet.facemodel.synthetic import toy_face_model  # noqa: E402
 from dsfnet.facemodel.uv import get_uv_layout  # noqa: E402
 from dsfnet.inference import FaceAligner, TorchRunner  # noqa: E402
 from dsfnet.model import create_model  # noqa: E402
+from testing.face_model import toy_face_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dsfnet.model import create_model, list_models, standardize
-from dsfnet.model._synthetic import synthetic_face
 from dsfnet.model.config import MODEL_CONFIGS
 from dsfnet.teacher.network import TeacherNet, load_teacher_backbone
+from testing.analytic_face import synthetic_face
 
 U = MODEL_CONFIGS["lite"].uv_size  # the lite network's UV maps (96²); its crops are 128²
 
@@ -207,7 +207,8 @@ def test_load_teacher_backbone_from_checkpoint(shared_dir, lite) -> None:
 
 def test_builds_from_facemodel_layout() -> None:
     """The real ``dsfnet.facemodel`` path: toy FaceModel + get_uv_layout (create_model builds the layout)."""
-    from dsfnet.facemodel import get_uv_layout, toy_face_model
+    from dsfnet.facemodel import get_uv_layout
+    from testing.face_model import toy_face_model
 
     fm = toy_face_model()
     model = create_model("lite", fm, uv_size=64, fusion_input_stride=4).eval()

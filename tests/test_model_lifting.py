@@ -7,8 +7,8 @@ import torch
 
 from dsfnet.geometry import pose_para_to_matrix
 from dsfnet.model import create_model
-from dsfnet.model._synthetic import surface, synthetic_face
 from dsfnet.model.lifting import PointNet, fit_similarity, grid_to_cells, scatter_to_uv, select_points, van_der_corput
+from testing.analytic_face import surface, synthetic_face
 
 FLIP = np.diag([1.0, -1.0, 1.0])
 

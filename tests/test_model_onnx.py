@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from dsfnet.model import create_model
-from dsfnet.model._synthetic import make_all_visible, synthetic_face
 from dsfnet.model.config import MODEL_CONFIGS
 from dsfnet.model.export import NETWORK_OPSET, OPSET, OnnxNetwork, OnnxParts, export_onnx, run_with_onnx
 from dsfnet.model.lifting import scatter_to_uv
+from testing.analytic_face import synthetic_face
+from testing.untrained import make_all_visible
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

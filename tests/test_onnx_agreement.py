@@ -34,10 +34,9 @@ from dsfnet.detect.yuface_detector import YUFACE_CALIBRATION
 from dsfnet.facemodel.model import load_face_model
 from dsfnet.facemodel.uv import get_uv_layout
 from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
-from dsfnet.inference.runner import standardize_np
 from dsfnet.io import read_image
-from dsfnet.model import create_model, get_config, standardize
-from dsfnet.model._synthetic import make_all_visible
+from dsfnet.model import create_model, get_config, preprocess, standardize
+from testing.untrained import make_all_visible
 
 #: face boxes [x0, y0, x1, y1] in the 512² sample photo: the yuface box of its face, and a shifted, larger one
 BOXES = np.array([[178.0, 62.0, 267.0, 174.0], [170.0, 70.0, 270.0, 180.0]])
@@ -70,16 +69,16 @@ def backends(tmp_path_factory):
 
 
 def test_standardisation_is_exact_and_shared():
-    """Both runners standardise through ``standardize_np`` (float64, one rounding); it is the exact value.
+    """Both runners standardise through ``preprocess`` (float64, one rounding); it is the exact value.
 
-    A float32 mean over the strided channel axes (the earlier ``standardize_np``) was off by ~1e-5, which moved
+    A float32 mean over the strided channel axes (an earlier version of it) was off by ~1e-5, which moved
     the ONNX backend's landmarks by up to 3e-2 px from the torch backend's on AFLW2000 photos.
     """
     crops = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     x = crops.transpose(0, 3, 1, 2).astype(np.float64) / 255.0
     mean = x.mean(axis=(2, 3), keepdims=True)
     ref = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=(2, 3), keepdims=True) + 1e-3)
-    got = standardize_np(crops)
+    got = preprocess(crops)
     assert got.dtype == np.float32 and got.shape == (2, 3, 128, 128)
     assert float(np.abs(got - ref).max()) <= 4e-7  # float32 rounding of values up to ~2
     # the training-side torch formula agrees to float32 accuracy
@@ -94,7 +93,7 @@ def test_onnx_network_outputs_match_torch(backends):
     model, cfg = backends["model"], backends["model"].config
     s = cfg.input_size
     crops = np.stack([warp_image(backends["img"], crop_matrix(box_from_detection(b, YUFACE_CAL), s), s) for b in BOXES])
-    x = torch.from_numpy(standardize_np(crops))
+    x = torch.from_numpy(preprocess(crops))
     with torch.no_grad():
         ref = model(x, return_all=True)
         heads_t, heads_o = model.image_stage(x), backends["parts"].image_stage(x)
@@ -125,9 +124,9 @@ def test_onnx_network_fallback_sample_matches_torch(backends):
     face = warp_image(backends["img"], crop_matrix(box_from_detection(BOXES[0], YUFACE_CAL), s), s)
     crops = np.stack([face, np.full_like(face, 128)])
     with torch.no_grad():
-        ref = model(torch.from_numpy(standardize_np(crops)), return_all=True)
+        ref = model(torch.from_numpy(preprocess(crops)), return_all=True)
     assert ref["fallback"].tolist() == [False, True]
-    got = o_runner.network(standardize_np(crops))
+    got = o_runner.network(preprocess(crops))
     assert got["fallback"].tolist() == [False, True]
     a, b = t_runner(crops), o_runner(crops)
     np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], rtol=0, atol=2e-6)

@@ -48,10 +48,9 @@ def test_failure_or_no_batches_keep_the_old_statistics() -> None:
         recompute_batchnorm_statistics(nn.Linear(3, 3), [torch.randn(2, 3)], lambda m, b: m(b))
 
 
-def test_trainer_recomputes_statistics_at_each_epoch_end(tmp_path) -> None:
+def test_trainer_recomputes_statistics_at_each_epoch_end(tmp_path, toy_network) -> None:
     from dsfnet.model.checkpoint import load_checkpoint
-    from dsfnet.train.loop import train
-    from test_train_loop import _config
+    from test_train_loop import _config, train
 
     train(_config(**{"optim.epochs": 2, "run.precise_bn_batches": 3, "run.keep_epochs": True}), tmp_path / "run")
     for name in ("epoch_001.pt", "epoch_002.pt", "last.pt"):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from dsfnet.train.loop import SeededSamples
+from dsfnet.train.loaders import SeededSamples
 
 S, U = 64, 32
 
@@ -14,7 +14,7 @@ S, U = 64, 32
 @pytest.fixture(scope="module")
 def toy():
     from dsfnet.facemodel import get_uv_layout
-    from dsfnet.facemodel.synthetic import toy_face_model
+    from testing.face_model import toy_face_model
     from dsfnet.model import create_model
     from dsfnet.train.data import target_builder_for
 
@@ -117,8 +117,7 @@ def test_build_folder_cache_of_the_model_size_is_chosen(toy, tmp_path):
 def test_several_training_sources_are_concatenated(toy, tmp_path):
     """``data.train: [A, B]``: lengths add up, items map to their part, Tm statistics cover both, val splits join."""
     from dsfnet.train.config import TrainConfig
-    from dsfnet.train.data import ConcatSamples, SyntheticFaces, make_datasets, open_dataset
-    from dsfnet.train.loop import _tm_statistics
+    from dsfnet.train.data import ConcatSamples, SyntheticFaces, make_datasets, open_dataset, tm_statistics
 
     model, builder = toy
     syn = SyntheticFaces(6, builder, seed=3, image_size=128)
@@ -135,10 +134,10 @@ def test_several_training_sources_are_concatenated(toy, tmp_path):
     with pytest.raises(IndexError):
         train[5]
     assert len(val) == 1 and np.abs(val[0]["tm"] - syn[2]["tm"]).max() < 2e-3
-    mean, _ = _tm_statistics(train)                                     # from the concatenation, not part A
+    mean, _ = tm_statistics(train)                                     # from the concatenation, not part A
     tm = np.stack([syn[i]["tm"] for i in (0, 1, 3, 4, 5)]).reshape(-1, 12).astype(np.float64)
     assert np.allclose(mean, tm.mean(0), atol=2e-3) and len(train.arrays["tm"]) == 5
-    assert not np.allclose(mean, _tm_statistics(open_dataset(a, model, augment=False))[0], atol=2e-3)
+    assert not np.allclose(mean, tm_statistics(open_dataset(a, model, augment=False))[0], atol=2e-3)
     # a single source is unchanged (no wrapper); an explicit val list is concatenated too
     one = TrainConfig.load(None, [f"data.train={json.dumps(a)}", f"data.val={json.dumps([a, a])}",
                                   "data.augment=false"])
@@ -158,7 +157,7 @@ def test_several_training_sources_are_concatenated(toy, tmp_path):
     assert len(mixed) == 3 and mixed.arrays is None
     seeded = SeededSamples(mixed, seed=1)
     assert np.array_equal(seeded[2]["image"], seeded[2]["image"]) and seeded[2]["image"].shape == (S, S, 3)
-    assert _tm_statistics(mixed) is not None
+    assert tm_statistics(mixed) is not None
 
 
 def test_train_config_and_cli_accept_a_list_of_sources():

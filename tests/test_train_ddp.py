@@ -33,9 +33,12 @@ def _worker(rank: int, world: int, port: int, run_dir: str) -> None:
 
     from dsfnet.train.config import TrainConfig
     from dsfnet.train.loop import Trainer
+    from testing.toy_network import registered_toy, toy_datasets
 
-    trainer = Trainer(TrainConfig.from_dict(TOY), run_dir)
-    result = trainer.fit()
+    with registered_toy():  # a spawned process: the test's registry is not inherited
+        train_set, val_set = toy_datasets(TOY["data"]["synthetic"])
+        trainer = Trainer(TrainConfig.from_dict(TOY), run_dir, train_set=train_set, val_set=val_set)
+        result = trainer.fit()
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     torch.save({"state": state, "step": result.step, "status": result.status}, Path(run_dir) / f"rank{rank}.pt")
     dist.barrier()
@@ -50,7 +53,7 @@ def test_ddp_two_gloo_processes_keep_replicas_identical(tmp_path):
     r1 = torch.load(run_dir / "rank1.pt", weights_only=True)
     # 16 samples / (batch 2 x 2 processes) = 4 steps per epoch, 1.5 epochs
     assert r0["step"] == r1["step"] == 6 and r0["status"] == r1["status"] == "finished"
-    from dsfnet.train._toy import ToyNet
+    from testing.toy_network import ToyNet
 
     torch.manual_seed(0)
     initial = ToyNet().state_dict()

@@ -13,10 +13,12 @@ import pytest
 import torch
 import yaml
 
-from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
 from dsfnet.model import checkpoint as ckpt_mod
-from dsfnet.train._toy import ToyNet
-from dsfnet.train.loop import train
+from dsfnet.train import CheckpointError, TrainConfig, load_checkpoint
+from dsfnet.train import loop
+from testing.toy_network import ToyNet, toy_datasets
+
+pytestmark = pytest.mark.usefixtures("toy_network")
 
 TOY = {
     "model": {"variant": "toy"},
@@ -28,6 +30,12 @@ TOY = {
 
 def _config(**sets) -> TrainConfig:
     return TrainConfig.from_dict(_merge(TOY, sets))
+
+
+def train(config: TrainConfig, run_dir, **kwargs):
+    """The trainer on the toy data: 16 training and 4 validation samples (``data.synthetic``: their count)."""
+    train_set, val_set = toy_datasets(config.data.synthetic, seed=config.run.seed)
+    return loop.train(config, run_dir, **{"train_set": train_set, "val_set": val_set, **kwargs})
 
 
 def _merge(base: dict, sets: dict) -> dict:
@@ -69,6 +77,30 @@ def test_named_configs_and_overrides(tmp_path):
 
     save_config(c, tmp_path / "resolved.yaml")
     assert TrainConfig.load(tmp_path / "resolved.yaml") == c
+
+
+def test_model_section_is_typed_by_the_registry(tmp_path):
+    from dsfnet.model import create_model, list_models
+    from dsfnet.model.config import ModelConfig
+
+    c = TrainConfig.load("lite", ["model.overrides.pointnet_widths=[16, 32]", "model.overrides.seg_threshold=1e-1"])
+    assert isinstance(c.model.config, ModelConfig) and c.model.config.pointnet_widths == (16, 32)
+    assert c.model.overrides == {"pointnet_widths": [16, 32], "seg_threshold": 0.1}  # plain values, YAML-ready
+    from dsfnet.train.config import save_config
+
+    save_config(c, tmp_path / "c.yaml")
+    assert TrainConfig.load(tmp_path / "c.yaml") == c
+    with pytest.raises(ValueError, match="unknown ModelConfig field"):
+        TrainConfig.load("lite", ["model.overrides.uv_sise=64"])
+    with pytest.raises(ValueError, match="uv_size must be an integer"):
+        TrainConfig.load("lite", ["model.overrides.uv_size=big"])
+    with pytest.raises(ValueError, match="head_shared must be true/false"):
+        TrainConfig.from_dict({"model": {"variant": "lite", "overrides": {"head_shared": 1}}})
+    with pytest.raises(ValueError, match="unknown model variant 'huge'"):
+        TrainConfig.from_dict({"model": {"variant": "huge"}})
+    # the toy network is a registered variant while the fixture holds it
+    assert "toy" in list_models() and isinstance(create_model("toy", uv_size=16), ToyNet)
+    assert TrainConfig.from_dict({"model": {"variant": "toy", "overrides": {"uv_size": 16}}}).model.config.uv_size == 16
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -143,7 +175,7 @@ def test_training_writes_run_folder_and_lowers_loss(tmp_path):
 
 
 def test_keep_epochs_leaves_one_checkpoint_per_epoch(tmp_path):
-    from dsfnet.train.loop import epoch_checkpoint_name
+    from dsfnet.train.state import epoch_checkpoint_name
 
     train(_config(**{"optim.epochs": 3, "run.keep_epochs": True}), tmp_path / "run")
     kept = [epoch_checkpoint_name(e) for e in (1, 2, 3)]
@@ -173,16 +205,34 @@ def test_resume_continues_at_same_step_with_identical_parameters(tmp_path):
         assert torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"])
 
 
+#: ``dsfnet train`` (the command line's ``main``) with the toy network registered
+_CLI_WITH_TOY = """
+import sys
+from testing.toy_network import registered_toy
+from dsfnet.cli.main import main
+with registered_toy():
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
     # with a data worker, and the signal sent to the whole process group (as Ctrl-C or `kill -- -PGID` do):
     # the workers must leave the stopping to the main process, which saves first
-    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5, "data.num_workers": 1})
+    from testing.toy_network import write_toy_cache
+
+    train_set, val_set = toy_datasets(TOY["data"]["synthetic"])
+    write_toy_cache(tmp_path / "cache_train", train_set)
+    write_toy_cache(tmp_path / "cache_val", val_set)
+    cfg = _merge(TOY, {"optim.epochs": 100000, "run.log_every": 5, "data.num_workers": 1, "data.synthetic": 0,
+                       "data.train": str(tmp_path / "cache_train"), "data.val": str(tmp_path / "cache_val")})
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "dsfnet.cli.main", "train", "--config", str(cfg_path),
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # testing/ is imported from the repo root
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen([sys.executable, "-c", _CLI_WITH_TOY, "train", "--config", str(cfg_path),
                              "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -208,16 +258,16 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 _SIGNAL_IN_WORKER_STARTUP = """
 import os, signal, sys, torch
 from torch.utils.data import DataLoader, TensorDataset
-from dsfnet.train import loop
+from dsfnet.train import loaders
 
 def init(worker_id):  # the signal lands after torch's own worker set-up, before ours: the window that raced
     os.killpg(os.getpgid(0), signal.SIGTERM)
-    loop._worker_init(worker_id)
+    loaders.worker_init(worker_id)
 
 got = []
 signal.signal(signal.SIGTERM, lambda *a: got.append(1))
 loader = DataLoader(TensorDataset(torch.arange(16.0)), batch_size=4, num_workers=2, worker_init_fn=init)
-n = sum(len(b[0]) for b in loop._start_workers(loader))
+n = sum(len(b[0]) for b in loaders.start_workers(loader))
 print(n, len(got))
 """
 
@@ -276,7 +326,7 @@ def test_init_weights_starts_a_fresh_schedule_from_a_checkpoint(tmp_path):
 
 
 def test_no_validation_data_is_said_up_front(tmp_path, capsys):
-    from dsfnet.train._toy import ToyDataset
+    from testing.toy_network import ToyDataset
 
     result = train(_config(**{"optim.epochs": 1}), tmp_path / "run", train_set=ToyDataset(8, seed=0), val_set=None)
     err = capsys.readouterr().err

@@ -16,11 +16,11 @@ import torch
 @pytest.mark.slow
 def test_lite_overfits_eight_synthetic_faces(tmp_path):
     from dsfnet.facemodel import get_uv_layout
-    from dsfnet.facemodel.synthetic import toy_face_model
     from dsfnet.model import create_model, get_config
     from dsfnet.train.config import TrainConfig
     from dsfnet.train.data import SyntheticFaces, target_builder_for
     from dsfnet.train.loop import train
+    from testing.face_model import toy_face_model
 
     torch.manual_seed(0)
     fm = toy_face_model()

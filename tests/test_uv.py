@@ -19,8 +19,8 @@ import torch
 from dsfnet.facemodel import assets
 from dsfnet.facemodel import uv as uvmod
 from dsfnet.facemodel.model import FaceModel, load_face_model
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.facemodel.uv import FLIP_68, SHAPE_MAP_SCALE, UVLayout, build_uv_layout, get_uv_layout
+from testing.face_model import toy_face_model
 
 
 @pytest.fixture(scope="module")

@@ -56,9 +56,10 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
     import numpy as np
     import torch
 
-    from dsfnet.inference.runner import OnnxRunner, TorchRunner, standardize_np
+    from dsfnet.inference.runner import OnnxRunner, TorchRunner
     from dsfnet.model.export import export_onnx, run_with_onnx
     from dsfnet.model.checkpoint import model_metadata
+    from dsfnet.model.preprocess import preprocess
 
     out = Path(output)
     if out.exists() and not force:
@@ -79,7 +80,7 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
         whole = OnnxRunner(tmp, config, face_model=face_model, layout=layout, with_seg=False)
         got = whole(crop)["face_uvm"]
         with torch.no_grad():  # the part graphs with the torch glue, on the same input
-            x = torch.from_numpy(standardize_np(crop))
+            x = torch.from_numpy(preprocess(crop))
             parts = run_with_onnx(model, whole.parts, x)["face_uvm"].numpy()
         diff = max(float(np.abs(ref - got).max()), float(np.abs(ref - parts).max()))
         if not diff <= 1e-3:

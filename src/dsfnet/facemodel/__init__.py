@@ -7,7 +7,6 @@
 * :mod:`~dsfnet.facemodel.uv`: the UV unwrap, derived triangles, and :class:`UVLayout` (vertex <-> map
   resampling, face and weight masks, landmark cells, UV-grid mesh, mirror map), :data:`SHAPE_MAP_SCALE`,
   :data:`FLIP_68`.
-* :mod:`~dsfnet.facemodel.synthetic`: :func:`toy_face_model` for fast tests.
 
 Imports at most :mod:`dsfnet.geometry` from the rest of dsfnet. BFM-derived data: non-commercial research only.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 from dsfnet.facemodel.assets import AssetError, cache_dir, ensure_assets
 from dsfnet.facemodel.model import FaceModel, load_face_model
-from dsfnet.facemodel.synthetic import toy_face_model
 from dsfnet.facemodel.uv import FLIP_68, SHAPE_MAP_SCALE, UVLayout, get_uv_layout
 
 __all__ = [
@@ -28,5 +26,4 @@ __all__ = [
     "ensure_assets",
     "get_uv_layout",
     "load_face_model",
-    "toy_face_model",
 ]

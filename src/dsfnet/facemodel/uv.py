@@ -133,9 +133,9 @@ def vertex_uv(mean: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     Returns:
         ``(N, 2)`` float64 ``(u, v)`` in ``[UV_MARGIN, 1 − UV_MARGIN]``: u right (+x), v up (+y).
 
-    >>> from dsfnet.facemodel.synthetic import toy_face_model
-    >>> m = toy_face_model(); uv = vertex_uv(m.mean, m.keypoints)
-    >>> bool(uv[m.keypoints[45], 0] > uv[m.keypoints[36], 0])  # subject's left eye to the right
+    >>> t = np.radians(np.linspace(-90, 90, 68))  # 68 points around a half cylinder, from -x to +x
+    >>> uv = vertex_uv(np.stack([np.sin(t), np.linspace(-1, 1, 68), np.cos(t)], 1), np.arange(68))
+    >>> bool(uv[45, 0] > uv[36, 0])  # +x (the subject's left) to the right
     True
     """
     v = np.asarray(mean, dtype=np.float64)
@@ -596,8 +596,15 @@ def get_uv_layout(face_model: FaceModel, size: int, *, disk_cache: bool = True) 
     works), memoised in-process and cached on disk (:func:`layout_cache_path`). An unreadable cache file is
     rebuilt; an unwritable cache dir only skips the disk cache.
 
-    >>> from dsfnet.facemodel.synthetic import toy_face_model
-    >>> get_uv_layout(toy_face_model(), 32, disk_cache=False).face_mask.shape
+    >>> from dsfnet.facemodel.model import make_face_model
+    >>> th, y = np.meshgrid(np.linspace(-1.5, 1.5, 25), np.linspace(-1, 1, 25))  # a half cylinder, 25 × 25 vertices
+    >>> mean = 8e4 * np.stack([np.sin(th), y, np.cos(th)], -1).reshape(-1, 3)
+    >>> ids = np.arange(625).reshape(25, 25); a, b, c, d = ids[:-1, :-1], ids[:-1, 1:], ids[1:, :-1], ids[1:, 1:]
+    >>> tris = np.concatenate([np.stack([a, b, c], -1), np.stack([b, d, c], -1)]).reshape(-1, 3)
+    >>> kp = np.random.default_rng(0).choice(ids[3:-3, 3:-3].ravel(), 68, replace=False)  # any 68 inner vertices
+    >>> no_basis = np.zeros((625, 3, 1))
+    >>> fm = make_face_model("cylinder", mean, no_basis, no_basis, [1.0], [1.0], kp, tris)
+    >>> get_uv_layout(fm, 32, disk_cache=False).face_mask.shape
     (32, 32)
     """
     key = (face_model.fingerprint, int(size))

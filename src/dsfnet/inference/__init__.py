@@ -7,11 +7,9 @@ from dsfnet.inference.runner import (
     BACKENDS,
     NetworkRunner,
     OnnxRunner,
-    StaticRunner,
     TorchRunner,
     WeightsNotFoundError,
     resolve_weights,
-    standardize_np,
 )
 from dsfnet.inference.smoothing import OneEuroFilter
 from dsfnet.inference.tracking import FaceTracker
@@ -24,12 +22,10 @@ __all__ = [
     "NetworkRunner",
     "OneEuroFilter",
     "OnnxRunner",
-    "StaticRunner",
     "TorchRunner",
     "WeightsNotFoundError",
     "decode_face",
     "pose_dict",
     "resolve_weights",
-    "standardize_np",
     "zbuffer_visibility",
 ]

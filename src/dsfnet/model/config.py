@@ -1,7 +1,16 @@
-"""Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`."""
+"""Model variants as data: one frozen :class:`ModelConfig` per variant, in :data:`MODEL_CONFIGS`.
+
+:func:`with_overrides` is the one way to change fields of a frozen config: unknown names and values of the wrong
+type raise ValueError. :func:`coerce_value` is the one coercion of config values (YAML / ``--set``), for the model
+and the training configuration alike.
+"""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping, TypeVar
+
+C = TypeVar("C")
 
 #: position-map divisor of the reference at 256 (``pos_scale = input_size · 280 / 256``)
 _POS_RATE = 280.0 / 256.0
@@ -77,15 +86,55 @@ class ModelConfig:
         if self.head_kind not in ("reference", "light"):
             raise ValueError(f"head_kind must be 'reference' or 'light', got {self.head_kind!r}")
 
-    def with_overrides(self, **overrides) -> "ModelConfig":
-        """A copy with some fields replaced; unknown names raise ValueError listing the valid ones."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid: {sorted(names)}")
-        cfg = replace(self, **overrides)
+    def with_overrides(self, **overrides: Any) -> "ModelConfig":
+        """A copy with some fields replaced (:func:`with_overrides`)."""
+        return with_overrides(self, overrides)
+
+
+def with_overrides(config: C, overrides: Mapping[str, Any], *, validate: bool = True) -> C:
+    """``dataclasses.replace(config, **overrides)``, type-checked, then ``config.validate()`` if it has one (and
+    ``validate``: False checks names and types only, as a training config does when it is read).
+
+    Each value is coerced to its field's annotation by :func:`coerce_value`. ``name`` cannot be overridden.
+    Raises ValueError naming the field (unknown names list the valid ones).
+    """
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in fields(config)} - {"name"}
+    kind = type(config).__name__
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s) {unknown}; valid: {sorted(names)}")
+    values = {k: coerce_value(hints[k], v, f"{kind}.{k}") for k, v in overrides.items()}
+    cfg = replace(config, **values)
+    if validate and hasattr(cfg, "validate"):
         cfg.validate()
-        return cfg
+    return cfg
+
+
+def coerce_value(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as the scalar or tuple field type ``tp`` (the one coercion of config values, model and training).
+
+    ``float``: any number or numeric string (YAML reads ``1e-5`` as text), not a bool; ``int``: an integer, an
+    integral float or an integer string, not a bool; ``bool``, ``str``: exactly that type; ``tuple[T, ...]``: a
+    list or tuple of ``T``. Raises ValueError naming ``where``; TypeError for another ``tp``.
+    """
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        return tuple(coerce_value(typing.get_args(tp)[0], v, where) for v in value)
+    if tp is float or tp is int:
+        what = "a number" if tp is float else "an integer"
+        if isinstance(value, bool) or (tp is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where} must be {what}, got {value!r}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be {what}, got {value!r}") from None
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise ValueError(f"{where} must be {'true/false' if tp is bool else 'a string'}, got {value!r}")
+        return value
+    raise TypeError(f"{where}: no coercion for the field type {tp!r}")
 
 
 #: the registry: variant name -> configuration

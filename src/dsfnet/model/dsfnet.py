@@ -34,25 +34,9 @@ from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
 
 #: index of the nose tip among the 68 landmarks (its UV cell defines nose-relative depth)
 NOSE_LANDMARK = 30
-#: per-channel variance floor of the input standardisation (spec §1.3)
-STANDARDIZE_EPS = 1e-3
 #: names of the branches ``forward`` can report
 BRANCHES = ("fused", "image", "model")
 _FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))  # the y-flip F (owned by geometry.frames) as a diagonal
-
-
-def standardize(images: torch.Tensor) -> torch.Tensor:
-    """Per-image, per-channel standardisation (spec §1.3): ``(x − mean) / sqrt(var + 1e-3)``.
-
-    Args:
-        images: ``(B, 3, S, S)`` float RGB in [0, 1].
-    Returns:
-        ``(B, 3, S, S)`` float, the network input.
-    """
-    if images.dim() != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
-        raise ValueError(f"standardize expects float (B, 3, S, S) RGB in [0, 1], got {images.dtype} {tuple(images.shape)}")
-    var, mean = torch.var_mean(images, dim=(2, 3), keepdim=True, correction=0)
-    return (images - mean) / torch.sqrt(var + STANDARDIZE_EPS)
 
 
 def default_tm_statistics(input_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +243,7 @@ class DSFNet(nn.Module):
         """Run the network.
 
         Args:
-            x: ``(B, 3, S, S)`` standardised RGB crops (:func:`standardize`), S = ``config.input_size``.
+            x: ``(B, 3, S, S)`` standardised RGB crops (:mod:`dsfnet.model.preprocess`), S = ``config.input_size``.
             branch: which reconstruction fills ``face_uvm``/``rotation``: ``"fused"`` (P_f, R_f),
                 ``"image"`` (P_is, R_is) or ``"model"`` (P_ms, R_ms).
             return_all: also return every intermediate head (default: ``self.training``).

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import yaml
 
 from dsfnet.io.writers import AtomicFile
+from dsfnet.model.config import coerce_value
 from dsfnet.train.losses import LossConfig, LossWeights, Stage
 
 #: named configs shipped in ``dsfnet/configs``
@@ -28,10 +29,31 @@ NAMED_CONFIGS = ("lite", "paper", "overfit")
 
 @dataclass
 class ModelSection:
-    """Network: a ``dsfnet.model`` variant name plus :class:`~dsfnet.model.config.ModelConfig` overrides."""
+    """Network: a registered variant (``dsfnet.model.list_models()``) and the fields of its config to change.
+
+    ``overrides`` is checked against the variant's typed config when the section is built (an unknown variant or
+    field and values of the wrong type raise ValueError, see :func:`dsfnet.model.config.with_overrides`; sizes
+    are validated when the network is built) and kept as the coerced plain values; :attr:`config` is the
+    resolved frozen config. YAML: ``model: {variant: lite, overrides: {uv_size: 48}}``; ``--set
+    model.overrides.uv_size=48``.
+    """
 
     variant: str = "lite"
-    overrides: dict = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from dsfnet.model.registry import get_config
+
+        typed = get_config(self.variant, validate=False, **self.overrides)  # unknown variant, field or type
+        self.overrides = {k: _plain(getattr(typed, k)) for k in self.overrides}
+
+    @property
+    def config(self) -> Any:
+        """The variant's frozen config with the overrides applied and validated (a
+        :class:`~dsfnet.model.config.ModelConfig` for the built-in variants)."""
+        from dsfnet.model.registry import get_config
+
+        return get_config(self.variant, **self.overrides)
 
 
 @dataclass
@@ -40,7 +62,9 @@ class DataSection:
 
     ``train`` and ``val`` are each one source (a sample cache folder, a ``.jsonl`` index or a ``dsfnet data build``
     folder; see :mod:`dsfnet.train.data`) or a list of sources, concatenated in order.
-    ``synthetic > 0`` trains on that many synthetic samples instead of ``train`` (overfit/smoke runs);
+    ``synthetic > 0`` trains (and validates) on that many synthetic faces instead of ``train``: renders of the
+    built-in face model (:class:`~dsfnet.train.data.SyntheticFaces`), for the shipped ``overfit`` config's check
+    that a network can memorise a few faces (a product feature, not a test double);
     ``val_max`` caps the validation samples (0 = all).
     """
 
@@ -201,7 +225,7 @@ def _deep_merge(base: dict, update: dict, where: str = "") -> dict:
     for key, value in update.items():
         if key not in out:
             raise ValueError(f"unknown config key {where + str(key)!r}; valid here: {sorted(out)}")
-        if isinstance(out[key], dict) and isinstance(value, dict) and key != "overrides":
+        if isinstance(out[key], dict) and isinstance(value, dict) and (where, key) != ("model.", "overrides"):
             out[key] = _deep_merge(out[key], value, f"{where}{key}.")
         else:
             out[key] = copy.deepcopy(value)
@@ -209,6 +233,8 @@ def _deep_merge(base: dict, update: dict, where: str = "") -> dict:
 
 
 def _apply_override(data: dict, item: str) -> None:
+    """Apply one ``--set a.b.c=value`` (value parsed as YAML) to the merged dict; ``model.overrides.FIELD`` may add
+    a field (checked against the variant's config when the section is built)."""
     if "=" not in item:
         raise ValueError(f"--set expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
@@ -216,30 +242,24 @@ def _apply_override(data: dict, item: str) -> None:
     parts = key.strip().split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: i + 1]), create=isinstance(node, dict) and parts[0] == "model"
-                      and i >= 1)
+        node = _child(node, part, ".".join(parts[: i + 1]))
     last = parts[-1]
     if isinstance(node, list):
-        idx = _index(node, last, key)
-        node[idx] = value
+        node[_index(node, last, key)] = value
     elif isinstance(node, dict):
-        in_overrides = len(parts) >= 3 and parts[0] == "model" and parts[1] == "overrides"
-        if last not in node and not in_overrides:
+        if last not in node and parts[:-1] != ["model", "overrides"]:
             raise ValueError(f"unknown config key {key!r}; valid here: {sorted(node)}")
         node[last] = value
     else:
         raise ValueError(f"cannot set {key!r}: {'.'.join(parts[:-1])} is a value, not a section")
 
 
-def _child(node: Any, part: str, path: str, create: bool) -> Any:
+def _child(node: Any, part: str, path: str) -> Any:
     if isinstance(node, list):
         return node[_index(node, part, path)]
     if isinstance(node, dict):
         if part not in node:
-            if create:
-                node[part] = {}
-            else:
-                raise ValueError(f"unknown config key {path!r}; valid here: {sorted(node)}")
+            raise ValueError(f"unknown config key {path!r}; valid here: {sorted(node)}")
         return node[part]
     raise ValueError(f"cannot descend into {path!r}: it is a value")
 
@@ -252,6 +272,11 @@ def _index(node: list, part: str, path: str) -> int:
     if not -len(node) <= idx < len(node):
         raise ValueError(f"{path!r}: index {idx} outside a list of {len(node)}")
     return idx
+
+
+def _plain(value: Any) -> Any:
+    """A config value as YAML writes it (tuples as lists)."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -287,28 +312,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where) if len(inner) == 1 else value
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where} must be a number, got {value!r}")
-        try:
-            return float(value)  # YAML reads "1e-5" as a string
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number, got {value!r}") from None
-    if tp is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} must be an integer, got {value!r}") from None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true/false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
-        return value
+    if tp in (float, int, bool, str) or origin is tuple:
+        return coerce_value(tp, value, where)
     if origin is list or tp is list:
         if not isinstance(value, list):
             raise ValueError(f"{where} must be a list, got {type(value).__name__}")

@@ -1,7 +1,7 @@
 """Training datasets for the trainer: sample caches, on-the-fly ground truth, synthetic faces.
 
-Every dataset yields the training-sample dict of ``docs``/INTERFACES.md and exposes ``sample(index, rng)`` so
-the trainer's :class:`~dsfnet.train.loop.SeededSamples` can make augmentation depend on ``(seed, epoch, index)``.
+Every dataset yields training-sample dicts (fields: :func:`dsfnet.data.cache.default_fields`) and exposes ``sample(index, rng)`` so
+the trainer's :class:`~dsfnet.train.loaders.SeededSamples` can make augmentation depend on ``(seed, epoch, index)``.
 
 ``--data`` / ``data.train`` may name:
 
@@ -175,7 +175,7 @@ def target_builder_for(model: Any, face_model: Any | None = None, layout: Any | 
     from dsfnet.facemodel import get_uv_layout, load_face_model
 
     fm = face_model if face_model is not None else load_face_model(n_shape=model.n_shape, n_exp=model.n_exp)
-    want = getattr(model, "face_model_fingerprint", None)
+    want = model.face_model_fingerprint
     if want is not None and fm.fingerprint != want:
         raise ValueError(f"the model was built for face model {want}, the data's face model is {fm.fingerprint}")
     lay = layout if layout is not None else get_uv_layout(fm, model.config.uv_size)
@@ -223,7 +223,7 @@ def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | 
                              f"U={u} (add a cache of that size with 'dsfnet data build ... --cache --crop-size {s} "
                              f"--uv-size {u}')")
         fp = attrs.get("face_model_fingerprint") or attrs.get("face_model")
-        want = getattr(model, "face_model_fingerprint", None)
+        want = model.face_model_fingerprint
         if fp and want and fp != want:
             raise ValueError(f"cache {p} was built with face model {fp}, the model uses {want}")
         if augment:
@@ -243,12 +243,6 @@ def open_dataset(path: str | Path, model: Any, *, augment: bool, builder: Any | 
 def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
     """``(train, val)`` for ``config.data`` (see :class:`~dsfnet.train.config.DataSection`)."""
     d = config.data
-    if config.model.variant == "toy":
-        from dsfnet.train._toy import ToyDataset
-
-        kw = {k: v for k, v in config.model.overrides.items() if k in ("input_size", "uv_size", "n_shape", "n_exp")}
-        n = d.synthetic or 16
-        return ToyDataset(n, seed=config.run.seed, **kw), ToyDataset(max(n // 4, 2), seed=config.run.seed + 1, **kw)
     if d.synthetic > 0:
         b = target_builder_for(model)
         train = SyntheticFaces(d.synthetic, b, seed=config.run.seed)
@@ -276,3 +270,25 @@ def make_datasets(config: Any, model: Any) -> tuple[Dataset, Dataset | None]:
 def _concat(parts: list) -> Dataset:
     """One dataset as itself, several as :class:`ConcatSamples`."""
     return parts[0] if len(parts) == 1 else ConcatSamples(parts)
+
+
+def tm_statistics(dataset: Dataset, limit: int = 512) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean/std ``(12,)`` of ``tm`` over the dataset (a cache's ``arrays['tm']`` when available, else ``limit``
+    evenly spaced samples); None when there are fewer than 2 samples or the values are not finite. The std is
+    floored at ``max(1e-3 |mean|, 1e-9)`` (z-scores of a constant entry stay finite)."""
+    arrays = getattr(dataset, "arrays", None) or getattr(getattr(dataset, "base", None), "arrays", None)
+    if isinstance(arrays, Mapping) and "tm" in arrays:
+        tm = np.asarray(arrays["tm"], dtype=np.float64).reshape(-1, 12)
+    elif hasattr(dataset, "tm_statistics"):
+        return dataset.tm_statistics()
+    else:
+        n = min(len(dataset), limit)  # type: ignore[arg-type]
+        if n < 2:
+            return None
+        idx = np.linspace(0, len(dataset) - 1, n).astype(int)  # type: ignore[arg-type]
+        tm = np.stack([np.asarray(dataset[int(i)]["tm"], dtype=np.float64).reshape(12) for i in idx])
+    mean, std = tm.mean(0), tm.std(0)
+    if not np.isfinite(mean).all() or not np.isfinite(std).all():
+        return None
+    floor = np.maximum(np.abs(mean) * 1e-3, 1e-9)
+    return mean, np.maximum(std, floor)

@@ -264,13 +264,11 @@ class LossContext:
 
     @classmethod
     def from_model(cls, model: Any, triangles: Any = None) -> "LossContext":
-        """Read the buffers of a DSFNet-like model (``face_mask``, ``weight_mask``, ``tm_mean``, ``tm_std``, ``mean_map``)."""
-        missing = [k for k in ("face_mask", "weight_mask", "tm_mean", "tm_std") if not hasattr(model, k)]
-        if missing:
-            raise ValueError(f"{type(model).__name__} lacks the loss buffers {missing}")
+        """Read the buffers of a :class:`~dsfnet.model.interface.TrainableNetwork` (``face_mask``, ``weight_mask``,
+        ``tm_mean``, ``tm_std``, ``mean_map``)."""
         tri = None if triangles is None else torch.as_tensor(triangles, dtype=torch.long)
         return cls(model.face_mask, model.weight_mask, model.tm_mean, model.tm_std,
-                   getattr(model, "mean_map", None), tri)
+                   model.mean_map, tri)
 
 
 def compute_losses(out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], ctx: LossContext,
@@ -282,7 +280,7 @@ def compute_losses(out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
         out: the model's training-mode dict (``grid (B,2,S,S)``, ``seg_logit``, ``conf``, ``depth`` ``(B,1,S,S)``,
             ``shape_ms``, ``exp_ms``, ``tm_ms_z (B,12)``, ``shape_is``, ``exp_is``, ``face_is``, ``face_ms``,
             ``kpt_f (B,3,U,U)`` pm, ``offset_f (B,3,U,U)`` sm, ``face_f``); only the keys of active terms are needed.
-        batch: the collated training sample (``docs``/INTERFACES): ``posmap``, ``offset``, ``shape``, ``exp``,
+        batch: the collated training sample (:func:`dsfnet.data.cache.default_fields`): ``posmap``, ``offset``, ``shape``, ``exp``,
             ``tm (B,3,4)``, ``grid``, ``seg (B,S,S)``, ``depth (B,S,S)``.
         ctx: :class:`LossContext`.
         weights: term → weight (e.g. :func:`active_weights`); terms with weight 0 are skipped.

@@ -1,7 +1,8 @@
-"""An analytic stand-in face model and UV layout for tests and benchmarks (no assets needed).
+"""An analytic stand-in face model and UV layout for tests and benchmarks (no assets needed; not shipped).
 
 The surface is a smooth face-like dome with a nose bump, defined at any *fractional* UV cell, so tests can
-render exact image-space ground truth. It has the attribute names of ``dsfnet.facemodel``'s ``FaceModel`` /
+render exact image-space ground truth (which :mod:`testing.face_model`'s mesh, going through the product's UV
+unwrap, cannot give), with the real model's coefficient counts (Ks = 40, Ke = 10). It has the attribute names of ``dsfnet.facemodel``'s ``FaceModel`` /
 ``UVLayout`` that :class:`~dsfnet.model.dsfnet.DSFNet` reads: ``size``, ``face_mask``, ``covered``,
 ``weight_mask``, ``kpt_cells``, ``keypoints``/``vertex_cells``/``vertex_cell_weights`` (landmarks only) and
 ``basis_maps(face_model)`` (sm units, bases per unit normalised coefficient).
@@ -116,24 +117,3 @@ def synthetic_face(uv_size: int, n_shape: int = 40, n_exp: int = 10) -> tuple[Sy
     """A matching ``(face_model, layout)`` pair for ``create_model(..., face_model=fm, layout=layout)``."""
     fm = SyntheticFaceModel(n_shape, n_exp, shape_std=np.ones(n_shape, np.float32), exp_std=np.ones(n_exp, np.float32))
     return fm, SyntheticLayout(uv_size, n_shape, n_exp)
-
-
-def make_all_visible(model) -> None:
-    """Test support: make an untrained DSFNet's image-space path run on any crop.
-
-    He-initialises the image stage's convolutions (so the predicted UV grid varies over the image) and pins the dense
-    head's visibility logit to 4 (every pixel visible) and its confidence logit to 0 (conf 0.5 everywhere: exact ties,
-    broken by pixel index in the scatter). In place.
-    """
-    import torch
-
-    for m in model.image_stage.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    heads = model.image_stage.dense_heads.heads  # output channels [grid 2 | seg_logit, conf_logit | depth 1]
-    out, (seg_ch, conf_ch) = (heads["all"].out, (2, 3)) if "all" in heads else (heads["seg"].out, (0, 1))
-    with torch.no_grad():
-        out.weight[[seg_ch, conf_ch]] = 0.0
-        out.bias[seg_ch], out.bias[conf_ch] = 4.0, 0.0

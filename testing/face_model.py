@@ -1,18 +1,21 @@
-"""A tiny synthetic face model for fast tests (no download, builds in milliseconds).
+"""The synthetic face model of the tests and benchmarks (no download, builds in milliseconds; not shipped).
 
 :func:`toy_face_model` is a regular grid over (angle θ around the vertical axis, height y): a half
 ellipsoid "face" (x = a·sin θ·w(y), z = c·cos θ·w(y)) with a nose ridge pushed out along the radial
 direction, in the model frame (BFM-like units: about 1.5e5 wide, y up, +z toward the camera, the nose tip
 has the largest z). It has smooth random bases (Ks = 6, Ke = 3), 68 landmarks in iBUG 300-W order placed
 at plausible face positions (exactly mirror-symmetric, see ``FLIP_68``), and grid triangles
-(counter-clockwise seen from +z). Its UV layout goes through the same code as the real model.
+(counter-clockwise seen from +z). Its UV layout goes through the same code as the real model
+(:func:`toy_face` returns both).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from dsfnet.facemodel.model import FaceModel, make_face_model
-from dsfnet.facemodel.uv import FLIP_68
+from dsfnet.facemodel.uv import FLIP_68, UVLayout, get_uv_layout
+
+__all__ = ["toy_face", "toy_face_model"]
 
 N_THETA, N_Y = 57, 52  # odd N_THETA: a column at θ = 0; y steps of 4e3 put the nose tip on the grid
 THETA_MAX_DEG = 100.0
@@ -100,3 +103,12 @@ def toy_face_model(seed: int = 0) -> FaceModel:
     # (i, j), (i+1, j), (i, j+1) is counter-clockwise in (θ, y), i.e. seen from +z
     triangles = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])
     return make_face_model("toy", mean, shape_basis, exp_basis, shape_std, exp_std, keypoints, triangles)
+
+
+def toy_face(uv_size: int, seed: int = 0) -> tuple[FaceModel, UVLayout]:
+    """``(toy_face_model(seed), its UVLayout at uv_size)`` for ``create_model(..., face_model=fm, layout=layout)``.
+
+    The layout is built in memory (no disk cache), by the product's ``get_uv_layout``.
+    """
+    fm = toy_face_model(seed)
+    return fm, get_uv_layout(fm, uv_size, disk_cache=False)
