@@ -43,7 +43,7 @@ def test_a_dead_worker_is_replaced():
     try:
         assert caller(4.0) == 2.0
         caller._proc.kill()
-        caller._proc.join()
+        caller._proc.wait()
         assert caller(16.0) == 4.0
     finally:
         caller.close()
