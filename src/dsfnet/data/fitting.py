@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dsfnet.geometry import matrix_to_pose_para, pose_para_to_matrix
+from dsfnet.geometry import flip_y_points, matrix_to_pose_para, pose_para_to_matrix
 
 Convention = Literal["3d", "2d", "inner"]
 JawMode = Literal["fixed", "march", "drop"]
@@ -244,7 +244,7 @@ class LandmarkFitter:
             raise ValueError(f"need at least 6 usable landmarks, got {int(used.sum())}")
         pw = np.where(used, pw, 0.0)
         y = np.where(used[:, None], y_img, 0.0)
-        y[:, 1] = image_height - y[:, 1]                     # y-up frame: q = s·R[:2]·v + t
+        y = flip_y_points(y, image_height)                   # y-up frame: q = s·R[:2]·v + t
         box = y[used].max(axis=0) - y[used].min(axis=0)
         d = float(np.sqrt(max(box[0], 1e-6) * max(box[1], 1e-6)))
         ks, ke = self.n_shape, self.n_exp
@@ -315,8 +315,7 @@ class LandmarkFitter:
         err = np.linalg.norm(q - y, axis=1)
         if robust:
             weights = pw * _geman_mcclure(err / d, used)
-        q_img = q.copy()
-        q_img[:, 1] = image_height - q_img[:, 1]
+        q_img = flip_y_points(q, image_height)
         angles = matrix_to_pose_para(rot)
         pose = np.array([angles[0], angles[1], angles[2], t[0], t[1], tz, scale])
         if not (np.isfinite(pose).all() and np.isfinite(coeffs).all()):

@@ -36,7 +36,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dsfnet.geometry import decode_vertices, matrix_to_pose_para
+from dsfnet.geometry import decode_vertices, flip_y_points, flip_y_rows, matrix_to_pose_para, nearest_rotation
 
 #: input side of the network
 TEACHER_SIZE = 120
@@ -295,16 +295,12 @@ def affine_to_pose_para(affine: np.ndarray, height: float, centroid: np.ndarray 
     The returned ``T`` is in the y-up frame before the flip: ``T = F·(a + (A−sR')·c − (0, H, 0))``.
     """
     a = np.asarray(affine, dtype=np.float64)
-    lin = a[:, :3].copy()
-    lin[1] *= -1  # the y-flip F (image y down -> y-up frame); F is its own inverse
+    lin = flip_y_rows(a[:, :3])  # F·A: image y down -> y-up frame
     cov = np.eye(3) if covariance is None else np.asarray(covariance, dtype=np.float64)
     c = np.zeros(3) if centroid is None else np.asarray(centroid, dtype=np.float64)
-    u, _, vt = np.linalg.svd(lin @ cov)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rot = u @ np.diag([1.0, 1.0, d]) @ vt
+    rot = nearest_rotation(lin @ cov)
     scale = float(np.trace(rot.T @ lin @ cov) / np.trace(cov))
-    t = a[:, 3].copy()
-    t[1] = height - t[1]  # y-up frame: image y = H - y_up
+    t = flip_y_points(a[:, 3], height)  # y-up frame: image y = H - y_up
     t = t + (lin - scale * rot) @ c  # keep the centroid where the affine puts it
     angles = matrix_to_pose_para(rot)
     return np.concatenate([angles, t, [scale]])

@@ -61,8 +61,6 @@ from dsfnet.facemodel import assets
 if TYPE_CHECKING:  # pragma: no cover
     from dsfnet.facemodel.model import FaceModel
 
-#: model units -> shape-map units (DSFNet's OFFSET_FIX_RATE)
-SHAPE_MAP_SCALE = 1.5e-5
 #: bump when any rule of this module changes (invalidates the disk caches)
 LAYOUT_VERSION = 2
 #: margin of the unwrap inside [0, 1]²

@@ -3,18 +3,11 @@ from __future__ import annotations
 
 from dsfnet.inference.aligner import FaceAligner, decode_face, zbuffer_visibility
 from dsfnet.inference.face import Face, pose_dict
-from dsfnet.inference.runner import (
-    BACKENDS,
-    NetworkRunner,
-    OnnxRunner,
-    StaticRunner,
-    TorchRunner,
-    WeightsNotFoundError,
-    resolve_weights,
-    standardize_np,
-)
+from dsfnet.inference.onnx import OnnxRunner
+from dsfnet.inference.runner import NetworkRunner, StaticRunner, TorchRunner, standardize_np
 from dsfnet.inference.smoothing import OneEuroFilter
 from dsfnet.inference.tracking import FaceTracker
+from dsfnet.model.weights import BACKENDS, WeightsNotFoundError  # re-exported: what FaceAligner(weights=...) raises
 
 __all__ = [
     "BACKENDS",
@@ -29,7 +22,6 @@ __all__ = [
     "WeightsNotFoundError",
     "decode_face",
     "pose_dict",
-    "resolve_weights",
     "standardize_np",
     "zbuffer_visibility",
 ]

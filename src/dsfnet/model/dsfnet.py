@@ -17,7 +17,9 @@ from dsfnet.model.config import ModelConfig
 from dsfnet.model.fusion import FusionUNet
 from dsfnet.model.heads import DenseHeads, ModelSpaceHead
 from dsfnet.model.hrnet import HRNetLite
-from dsfnet.geometry import FLIP_Y, procrustes_rotation
+from dsfnet.geometry.frames import FLIP_Y_DIAG
+from dsfnet.geometry.posmap import SHAPE_MAP_SCALE, nose_cell
+from dsfnet.geometry.similarity import procrustes_rotation
 from dsfnet.model.lifting import (
     PointNet,
     fit_similarity,
@@ -30,15 +32,10 @@ from dsfnet.model.lifting import (
 )
 from dsfnet.model.mobilenet import MobileNetFPN
 
-from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
-
-#: index of the nose tip among the 68 landmarks (its UV cell defines nose-relative depth)
-NOSE_LANDMARK = 30
 #: per-channel variance floor of the input standardisation (spec §1.3)
 STANDARDIZE_EPS = 1e-3
 #: names of the branches ``forward`` can report
 BRANCHES = ("fused", "image", "model")
-_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))  # the y-flip F (owned by geometry.frames) as a diagonal
 
 
 def standardize(images: torch.Tensor) -> torch.Tensor:
@@ -151,7 +148,8 @@ class DSFNet(nn.Module):
         axis = (torch.arange(u, dtype=torch.float32) + 0.5) / (u / 2.0) - 1.0
         rows, cols = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("uv_coords", torch.stack([rows, cols]), persistent=False)  # (2, U, U): row, col in (-1, 1)
-        self.nose_cell = int(kpt[NOSE_LANDMARK, 0]) * u + int(kpt[NOSE_LANDMARK, 1])
+        nose_row, nose_col = nose_cell(kpt)
+        self.nose_cell = nose_row * u + nose_col  # flat index of the nose tip's cell: the depth reference
         self._map_shape = (3, u, u)  # Python ints: no size arithmetic in traced (ONNX) graphs
         tm_mean, tm_std = default_tm_statistics(config.input_size)
         self.register_buffer("tm_mean", _as_tensor(tm_mean).reshape(12))
@@ -207,19 +205,12 @@ class DSFNet(nn.Module):
         flat = torch.cat([shape, exp], dim=1) @ self.basis  # (B, 3·U·U)
         return flat.reshape(-1, *self._map_shape)
 
-    def nose_relative(self, posed: torch.Tensor) -> torch.Tensor:
-        """Subtract the z of the nose-tip cell: ``(B, 3, U, U) → (B, 3, U, U)``."""
-        z = posed[:, 2:3]
-        u = self.config.uv_size
-        z_nose = z[:, :, self.nose_cell // u:self.nose_cell // u + 1, self.nose_cell % u:self.nose_cell % u + 1]  # (B, 1, 1, 1)
-        return torch.cat([posed[:, :2], z - z_nose], dim=1)
-
     def pose_map(self, linear: torch.Tensor, translation: torch.Tensor, shape_map: torch.Tensor) -> torch.Tensor:
         """``linear · X + translation`` for every cell ``X`` of ``shape_map``, with nose-relative z, in one pass.
 
         ``linear (B, 3, 3)``, ``translation (B, 3)``, ``shape_map (B, 3, U, U)`` → ``(B, 3, U, U)``. The same as
-        :meth:`nose_relative` of the posed map (up to float rounding): the posed nose-tip z is subtracted from the
-        translation first, so the map is written once (a full-map pass fewer in the exported graph).
+        ``dsfnet.geometry.posmap.nose_relative`` of the posed map (up to float rounding): the posed nose-tip z is
+        subtracted from the translation first, so the map is written once (a full-map pass fewer in the exported graph).
         """
         x = flat_cells(shape_map)
         t = translation[:, :, None]
@@ -247,7 +238,7 @@ class DSFNet(nn.Module):
         (it is the fit of the six points ``±e_k`` onto their images under ``F·Tm[:, :3]``, whose cross-covariance
         is ``F·Tm[:, :3]/3``). ``Tm``'s linear part is ``s·F·R`` for a similarity, and then this returns exactly ``R``.
         """
-        flip = torch.tensor(_FLIP_DIAG, dtype=tm.dtype, device=tm.device)
+        flip = torch.tensor(FLIP_Y_DIAG, dtype=tm.dtype, device=tm.device)
         return procrustes_rotation(flip[:, None] * tm[:, :, :3], solver=self.alignment_solver)
 
     def _align(self, src: torch.Tensor, dst: torch.Tensor, weights):

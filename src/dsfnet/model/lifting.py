@@ -14,11 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsfnet.geometry import FLIP_Y
+from dsfnet.geometry.frames import FLIP_Y_DIAG
 from dsfnet.geometry.similarity import NormalizedWeights, normalize_weights, similarity_from_moments, weighted_moments
-
-#: diagonal of the y-flip F between y-up model space and y-down image space (owned by geometry.frames)
-_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))
 
 
 @dataclass(frozen=True)
@@ -214,7 +211,7 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor |
     if detach:
         s, d, w = s.detach(), d.detach(), w.detach()
     moments = weighted_moments(s, d, w)
-    f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=torch.float64, device=src.device)
+    f = torch.tensor(FLIP_Y_DIAG if flip else (1.0, 1.0, 1.0), dtype=torch.float64, device=src.device)
     fit = similarity_from_moments(moments.scale_dst(f), solver=solver, dtype=src.dtype)  # F·dst, from the moments
     f = f.to(src.dtype)
     matrix = f[None, :, None] * fit.rotation  # F @ Q: F is diagonal, so it scales Q's rows
