@@ -6,7 +6,8 @@ import pytest
 
 from dsfnet.data.targets import SAMPLE_KEYS, TargetBuilder, pose_from_tm
 from dsfnet.facemodel.synthetic import toy_face_model
-from dsfnet.facemodel.uv import SHAPE_MAP_SCALE, get_uv_layout
+from dsfnet.facemodel.uv import get_uv_layout
+from dsfnet.geometry.posmap import SHAPE_MAP_SCALE
 
 S = U = 128
 H = 256

@@ -7,7 +7,7 @@ units = model units × ``SHAPE_MAP_SCALE``. Posed maps are in the crop frame (y 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class ImageStage(nn.Module):
 
     Keys: ``grid (B,2,S,S)``, ``seg_logit``/``seg``/``conf_logit``/``conf``/``depth`` ``(B,1,S,S)`` (see
     :class:`~dsfnet.model.heads.DenseHeads`), ``msf (B,C_msf,S/32,S/32)``, ``shape_ms (B,Ks)``, ``exp_ms (B,Ke)``,
-    ``tm_ms_z (B,12)``. Exported to ONNX inside ``network.onnx`` and alone as ``image_stage.onnx`` (``dsfnet.model.export``).
+    ``tm_ms_z (B,12)``. Exported to ONNX inside ``network.onnx`` (``dsfnet.model.export``).
     """
 
     OUTPUTS = ("grid", "seg_logit", "seg", "conf_logit", "conf", "depth", "msf", "shape_ms", "exp_ms", "tm_ms_z")
@@ -264,13 +264,12 @@ class DSFNet(nn.Module):
             raise ValueError(f"DSFNet[{self.config.name}] expects (B, 3, {s}, {s}) standardised RGB, got {tuple(x.shape)}")
         return self.forward_from_heads(self.image_stage(x), branch=branch, return_all=return_all)
 
-    def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused", return_all: bool | None = None,
-                           pointnet: Callable[..., dict[str, torch.Tensor]] | None = None,
-                           fusion: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused",
+                           return_all: bool | None = None) -> dict[str, torch.Tensor]:
         """Everything after the image stage, from its outputs (spec §3.4–§3.11).
 
-        Used by :meth:`forward`, by training with ground-truth heads substituted (teacher forcing), by the
-        Appendix-A test, and by the ONNX path (``pointnet``/``fusion`` may be ONNX-runtime callables).
+        Used by :meth:`forward` (and so by the ONNX export), by training with ground-truth heads substituted (teacher
+        forcing) and by the Appendix-A test.
 
         Args:
             heads: :class:`ImageStage` outputs (``grid, seg, conf, depth, msf, shape_ms, exp_ms, tm_ms_z``).
@@ -285,8 +284,6 @@ class DSFNet(nn.Module):
         if branch not in BRANCHES:
             raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
         return_all = self.training if return_all is None else return_all
-        pointnet = self.pointnet if pointnet is None else pointnet
-        fusion = self.fusion if fusion is None else fusion
         cfg = self.config
         out: dict[str, torch.Tensor] = dict(heads) if return_all else {}
 
@@ -316,7 +313,7 @@ class DSFNet(nn.Module):
         uv = self.uv_coords.reshape(2, -1).T[cells]  # (B, N, 2), or (N, 2) for cells shared by the batch
         uv = uv.transpose(1, 2) if cells.dim() == 2 else uv.T.expand_as(picked_d[:, :2])
         points = torch.cat([to_mean.apply_points(picked_d) * mask[:, None], picked_c, uv], dim=1)  # (B, 6, N)
-        pn = pointnet(points, mask)
+        pn = self.pointnet(points, mask)
         # Both branches batched as channel pairs [image-space | model-space]: their offset maps in one pass over the
         # basis, their shape maps, and the two posed maps in one pose_map (rows [is, ms] per sample).
         u = cfg.uv_size
@@ -342,7 +339,7 @@ class DSFNet(nn.Module):
             face, rot = face_is, fit_is.rotation
         else:
             # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
-            o_raw, k_raw = fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
+            o_raw, k_raw = self.fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
             if cfg.fusion_residual:  # corrections on top of the two branches' mean
                 shape_f = o_raw + 0.5 * (shape_is_map + shape_ms_map)  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
                 kpt_f = k_raw + 0.5 * (face_is + face_ms)
