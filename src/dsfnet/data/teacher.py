@@ -274,11 +274,12 @@ def params_to_image_affine(params: np.ndarray, roi_box: Sequence[float]) -> np.n
     x0, y0, x1, y1 = (float(v) for v in list(roi_box)[:4])
     kx, ky = (x1 - x0) / TEACHER_SIZE, (y1 - y0) / TEACHER_SIZE
     k = (kx + ky) / 2
+    f = flip_y_rows(m)  # the crop frame is y up: F·[P | t]
     out = np.empty((3, 4))
     out[0] = kx * m[0]
     out[0, 3] = kx * (m[0, 3] - 1) + x0
-    out[1] = -ky * m[1]
-    out[1, 3] = ky * (TEACHER_SIZE - m[1, 3]) + y0
+    out[1] = ky * f[1]
+    out[1, 3] = ky * (f[1, 3] + TEACHER_SIZE) + y0
     out[2] = k * m[2]
     out[2, 3] = k * (m[2, 3] - 1)
     return out
