@@ -166,10 +166,8 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     Raises:
         FileNotFoundError, CheckpointError (a ValueError) on a malformed file or any mismatch.
 
-    Example (inference)::
-
-        ckpt = load_checkpoint("best.pt", expected_variant="lite")
-        model = create_model(ckpt["meta"]["variant"]); load_checkpoint("best.pt", "lite", model=model)
+    For inference, ``dsfnet.model.create_model("lite", weights="best.pt")`` rebuilds the recorded model and loads it
+    through this reader.
     """
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
