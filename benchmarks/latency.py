@@ -105,17 +105,6 @@ def compare_backends(args) -> None:
     from dsfnet.model import create_model, get_config
     from dsfnet.model.dsfnet import ImageStage
 
-    class ImageStageOutputs(torch.nn.Module):
-        """The image stage with its outputs as a tuple (``ImageStage.OUTPUTS`` order), for a standalone ONNX graph."""
-
-        def __init__(self, stage) -> None:
-            super().__init__()
-            self.stage = stage
-
-        def forward(self, x):
-            out = self.stage(x)
-            return tuple(out[k] for k in ImageStage.OUTPUTS)
-
     fm = load_face_model()
     cfg = get_config(args.config)
     layout = get_uv_layout(fm, cfg.uv_size)
@@ -132,8 +121,7 @@ def compare_backends(args) -> None:
         folder, _ = export_folder(t_runner.model, Path(tmp) / f"{args.config}-onnx", args.config, face_model=fm)
         o_runner = OnnxRunner(folder, args.config, face_model=fm, threads=args.threads)
         stage_path = Path(tmp) / "image_stage.onnx"
-        torch.onnx.export(ImageStageOutputs(t_runner.model.image_stage).eval(),
-                          (torch.zeros(1, 3, s, s),), str(stage_path), input_names=["image"],
+        torch.onnx.export(t_runner.model.image_stage, (torch.zeros(1, 3, s, s),), str(stage_path), input_names=["image"],
                           output_names=list(ImageStage.OUTPUTS), opset_version=17, dynamo=False)
         stage_sess = ort_session(stage_path, args.threads)
         xt = torch.zeros(1, 3, 120, 120)

@@ -41,7 +41,7 @@ def bfm():
 
 @pytest.fixture(scope="session")
 def onnx_image_stage():
-    """``stage(model, folder) -> callable``: the model's image stage exported alone to ONNX and run by ONNX Runtime
+    """``stage(model) -> callable``: the model's image stage exported alone to ONNX and run by ONNX Runtime
     (``(B, 3, S, S)`` torch tensor → dict of torch tensors, ``ImageStage.OUTPUTS``), to compare the backends' heads."""
     import io
 
@@ -50,28 +50,17 @@ def onnx_image_stage():
     from dsfnet.inference.onnx import ort_session
     from dsfnet.model.dsfnet import ImageStage
 
-    class _Stage(torch.nn.Module):
-        def __init__(self, stage) -> None:
-            super().__init__()
-            self.stage = stage
-
-        def forward(self, x):
-            out = self.stage(x)
-            return tuple(out[k] for k in ImageStage.OUTPUTS)
-
     def export(model):
-        module = _Stage(model.image_stage).eval()  # eval first: the export must not switch BatchNorm to training
-        s = model.config.input_size
+        s, names = model.config.input_size, list(ImageStage.OUTPUTS)  # the stage's dict, flattened in this order
         buf = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(module, (torch.zeros(1, 3, s, s),), buf, input_names=["image"],
-                              output_names=list(ImageStage.OUTPUTS), opset_version=17, dynamo=False,
-                              dynamic_axes={"image": {0: "batch"}, **{k: {0: "batch"} for k in ImageStage.OUTPUTS}})
+            torch.onnx.export(model.image_stage, (torch.zeros(1, 3, s, s),), buf, input_names=["image"],
+                              output_names=names, opset_version=17, dynamo=False,
+                              dynamic_axes={k: {0: "batch"} for k in ["image", *names]})
         session = ort_session(buf.getvalue(), 1)
 
         def run(x):
-            res = session.run(None, {"image": x.detach().cpu().numpy()})
-            return {k: torch.from_numpy(v) for k, v in zip(ImageStage.OUTPUTS, res)}
+            return {k: torch.from_numpy(v) for k, v in zip(names, session.run(None, {"image": x.detach().cpu().numpy()}))}
 
         return run
 
