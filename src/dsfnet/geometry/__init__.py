@@ -41,10 +41,6 @@ _LAZY = {
 __all__ = [
     "FLIP_Y",
     "FLIP_Y_DIAG",
-    "Similarity",
-    "apply_similarity",
-    "decode_vertices",
-    "decode_vertices_torch",
     "flip_y_points",
     "flip_y_rows",
     "image_to_model_rotation",
@@ -54,8 +50,7 @@ __all__ = [
     "nearest_rotation",
     "pose_para_to_image",
     "pose_para_to_matrix",
-    "procrustes_rotation",
-    "weighted_umeyama",
+    *_LAZY,
 ]
 
 

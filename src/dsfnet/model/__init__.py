@@ -27,19 +27,7 @@ _LAZY = {
     "load_teacher_backbone": "dsfnet.model.mobilenet",
 }
 
-__all__ = [
-    "BRANCHES",
-    "DSFNet",
-    "ImageStage",
-    "MODEL_CONFIGS",
-    "MobileNetV1Teacher",
-    "ModelConfig",
-    "create_model",
-    "get_config",
-    "list_models",
-    "load_teacher_backbone",
-    "standardize",
-]
+__all__ = ["MODEL_CONFIGS", "ModelConfig", "create_model", "get_config", "list_models", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
