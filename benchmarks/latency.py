@@ -10,8 +10,8 @@ median of ``--repeats`` rounds, one face (batch 1):
     similarity fits with the SVD-free solver, PointNet, fusion), ONNX Runtime session only, on the standardised
     crop: the number to hold against the teacher's ONNX network (target: at most 4×);
   - the lite ONNX runner ``crop (128², uint8) → UV map + rotation`` on that graph (plus standardisation);
-  - the previous ONNX path for reference: the three part graphs with the glue (scatter, fits, …) in torch;
-  - the lite torch runner, the lite image stage alone (the convolutional part, ONNX and torch);
+  - the lite torch runner, the lite image stage alone (the convolutional part, ONNX and torch; the ONNX image stage
+    is exported here for the comparison);
   - the teacher's network (3DDFA_V2 MobileNetV1-0.5, ``dsfnet.teacher.network.TeacherNet``, 120² crop → 62
     parameters, with its (x−127.5)/128 input scaling) in PyTorch and exported to ONNX;
 * whole pipeline: ``FaceAligner.predict`` on the bundled 512² sample photo (yuface detection, crop, network,
@@ -91,16 +91,17 @@ def compare_backends(args) -> None:
     from dsfnet.facemodel.model import load_face_model
     from dsfnet.facemodel.uv import get_uv_layout
     from dsfnet.inference import FaceAligner, OnnxRunner, TorchRunner
+    from dsfnet.inference.onnx import ort_session
     from dsfnet.model.preprocess import preprocess
     from dsfnet.io import read_image
     from dsfnet.model import create_model, get_config
-    from dsfnet.model.export import ort_session
+    from dsfnet.model.dsfnet import ImageStage
 
     fm = load_face_model()
     cfg = get_config(args.config)
     layout = get_uv_layout(fm, cfg.uv_size)
     if args.weights:
-        t_runner = TorchRunner.from_weights(args.config, args.weights, face_model=fm, layout=layout)
+        t_runner = TorchRunner(create_model(args.config, fm, layout=layout, weights=args.weights))
     else:
         torch.manual_seed(0)
         t_runner = TorchRunner(create_model(args.config, fm, layout=layout))
@@ -109,10 +110,12 @@ def compare_backends(args) -> None:
     teacher = build_teacher(args.teacher_weights)
     img = read_image(sample_image_path())
     with tempfile.TemporaryDirectory(prefix="dsfnet-latency-") as tmp:
-        folder, _ = export_folder(t_runner.model, Path(tmp) / f"{args.config}-onnx", args.config, face_model=fm, layout=layout)
-        o_runner = OnnxRunner(folder, args.config, face_model=fm, layout=layout, threads=args.threads, graph="network")
-        p_runner = OnnxRunner(folder, args.config, face_model=fm, layout=layout, threads=args.threads, graph="parts")
-        p_runner.model  # noqa: B018 - build the glue model now, not inside the timing
+        folder, _ = export_folder(t_runner.model, Path(tmp) / f"{args.config}-onnx", args.config, face_model=fm)
+        o_runner = OnnxRunner(folder, args.config, face_model=fm, threads=args.threads)
+        stage_path = Path(tmp) / "image_stage.onnx"
+        torch.onnx.export(t_runner.model.image_stage, (torch.zeros(1, 3, s, s),), str(stage_path), input_names=["image"],
+                          output_names=list(ImageStage.OUTPUTS), opset_version=17, dynamo=False)
+        stage_sess = ort_session(stage_path, args.threads)
         xt = torch.zeros(1, 3, 120, 120)
         t_path = Path(tmp) / "teacher.onnx"
         torch.onnx.export(teacher, (xt,), str(t_path), input_names=["image"], output_names=["params"], opset_version=17,
@@ -146,9 +149,8 @@ def compare_backends(args) -> None:
         "lite onnx   single graph network.onnx (session)": lambda: o_runner.network(x_np),
         "teacher onnx  network (120² -> 62)": teacher_onnx,
         "lite onnx   runner, single graph (crop -> UV map)": lambda: o_runner(crop),
-        "lite onnx   runner, 3 parts + torch glue (old path)": lambda: p_runner(crop),
         "lite torch  runner (crop -> UV map)": lambda: t_runner(crop),
-        "lite onnx   image stage only (CNN)": lambda: p_runner.parts.image_stage(x_lite),
+        "lite onnx   image stage only (CNN)": lambda: stage_sess.run(None, {"image": x_np}),
         "lite torch  image stage only (CNN)": lite_stage_torch,
         "teacher torch network (120² -> 62)": teacher_torch,
         "lite torch  pipeline (detect+crop+net+decode)": lambda: aligners["torch"].predict(img),
@@ -175,7 +177,6 @@ def compare_backends(args) -> None:
     target = "(target <= 4x)"
     print(f"  RATIO lite-onnx single graph / teacher-onnx network:    {ratio('lite onnx   single', 'teacher onnx')}  {target}")
     print(f"  RATIO lite-onnx runner (single graph) / teacher-onnx:   {ratio('lite onnx   runner, single', 'teacher onnx')}")
-    print(f"  RATIO lite-onnx runner (3 parts, old) / teacher-onnx:   {ratio('lite onnx   runner, 3', 'teacher onnx')}")
     print(f"  RATIO lite-torch runner / teacher-torch network:        {ratio('lite torch  runner', 'teacher torch')}")
     print(f"  RATIO lite image stage onnx / teacher onnx:             {ratio('lite onnx   image', 'teacher onnx')}")
     print(f"  RATIO lite image stage torch / teacher torch:           {ratio('lite torch  image', 'teacher torch')}")

@@ -9,7 +9,7 @@ Prints, in one run (torch.set_num_threads(2) by default):
 * forward+backward samples/s at batch 16 for ``lite`` and ``paper`` (training mode, all heads, a scalar loss
   over every output) unless ``--no-train``.
 
-The networks run with random weights on the analytic stand-in face (``dsfnet.model._synthetic``), so no assets
+The networks run with random weights on the analytic stand-in face (``testing.analytic_face``), so no assets
 are needed; timing does not depend on the weights. Usage::
 
     python benchmarks/model_speed.py [--runs 30] [--threads 2] [--train-runs 3] [--no-train] [--no-paper]

@@ -48,3 +48,31 @@ def toy_network():
 
     with registered_toy():
         yield
+
+
+@pytest.fixture(scope="session")
+def onnx_image_stage():
+    """``stage(model) -> callable``: the model's image stage exported alone to ONNX and run by ONNX Runtime
+    (``(B, 3, S, S)`` torch tensor → dict of torch tensors, ``ImageStage.OUTPUTS``), to compare the backends' heads."""
+    import io
+
+    import torch
+
+    from dsfnet.inference.onnx import ort_session
+    from dsfnet.model.dsfnet import ImageStage
+
+    def export(model):
+        s, names = model.config.input_size, list(ImageStage.OUTPUTS)  # the stage's dict, flattened in this order
+        buf = io.BytesIO()
+        with torch.no_grad():
+            torch.onnx.export(model.image_stage, (torch.zeros(1, 3, s, s),), buf, input_names=["image"],
+                              output_names=names, opset_version=17, dynamo=False,
+                              dynamic_axes={k: {0: "batch"} for k in ["image", *names]})
+        session = ort_session(buf.getvalue(), 1)
+
+        def run(x):
+            return {k: torch.from_numpy(v) for k, v in zip(names, session.run(None, {"image": x.detach().cpu().numpy()}))}
+
+        return run
+
+    return export

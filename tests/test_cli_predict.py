@@ -161,7 +161,7 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     assert "no input" in capsys.readouterr().err
     # the real model without weights: one clear line, exit 2, nothing written
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
-    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("dsfnet.model.weights.default_weights_dir", lambda: tmp_path / "none")
     assert main(["predict", "--sample", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no torch weights" in err and "--weights" in err
@@ -182,7 +182,7 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
 
 def test_export_onnx_usage_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
-    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("dsfnet.model.weights.default_weights_dir", lambda: tmp_path / "none")
     assert main(["export-onnx", "--config", "lite", "-o", str(tmp_path / "lite-onnx")]) == 2
     err = capsys.readouterr().err
     assert "no torch weights" in err and "--weights" in err

@@ -79,7 +79,7 @@ def test_occluder_clears_seg(aug, sample):
     assert m.any() and (out["seg"][m] == 0).all()
     lm = out["landmarks"]
     box = [lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max() + 1, lm[:, 1].max() + 1]
-    from dsfnet.data.occlusion import box_coverage
+    from dsfnet.geometry.boxes import box_coverage
 
     assert abs(box_coverage(m, box) - 0.3) <= 0.03
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsfnet.data.occlusion import OCCLUDER_KINDS, box_coverage, occlude, occlude_sample
+from dsfnet.data.occlusion import OCCLUDER_KINDS, occlude, occlude_sample
+from dsfnet.geometry.boxes import box_coverage
 
 BOX = [60.0, 40.0, 180.0, 190.0]
 

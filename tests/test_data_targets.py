@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from dsfnet.data.targets import SAMPLE_KEYS, TargetBuilder, pose_from_tm
-from dsfnet.facemodel.uv import SHAPE_MAP_SCALE, get_uv_layout
+from dsfnet.facemodel.uv import get_uv_layout
+from dsfnet.geometry.posmap import SHAPE_MAP_SCALE
 from testing.face_model import toy_face_model
 
 S = U = 128

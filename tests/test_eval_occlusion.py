@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsfnet.eval.occlusion import coverage_of, occlude
+from dsfnet.eval.occlusion import occlude
+from dsfnet.geometry.boxes import box_coverage as coverage_of
 
 
 @pytest.fixture(scope="module")

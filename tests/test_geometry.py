@@ -18,7 +18,7 @@ from dsfnet.geometry import (
     procrustes_rotation,
     weighted_umeyama,
 )
-from dsfnet.geometry.similarity import Similarity, weighted_umeyama_np
+from dsfnet.geometry.similarity import Similarity
 
 
 def random_rotation(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -200,12 +200,12 @@ def test_weighted_moments_same_with_and_without_autograd():
     assert src.grad is not None and w.grad is not None
 
 
-def test_umeyama_numpy_wrapper_and_bad_shapes():
+def test_umeyama_unbatched_points_and_bad_shapes():
     rng = np.random.default_rng(7)
-    s = rng.normal(size=(30, 3))
-    c, r, t = weighted_umeyama_np(s, 3 * s + [1, 2, 3])
-    assert c == pytest.approx(3.0)
-    np.testing.assert_allclose(r, np.eye(3), atol=1e-9)
+    s = torch.as_tensor(rng.normal(size=(30, 3)))
+    fit = weighted_umeyama(s, 3 * s + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert float(fit.scale[0]) == pytest.approx(3.0)
+    np.testing.assert_allclose(fit.rotation[0].numpy(), np.eye(3), atol=1e-9)
     with pytest.raises(ValueError, match="src and dst"):
         weighted_umeyama(torch.zeros(4, 3), torch.zeros(5, 3))
 
@@ -412,3 +412,13 @@ def test_decode_numpy_matches_torch():
     np.testing.assert_allclose(decode_vertices(mean, sb, eb, alpha[0, :2], beta[0, :1]), decode_vertices(mean, sb, eb, np.r_[alpha[0, :2], 0, 0], [beta[0, 0], 0]))
     with pytest.raises(ValueError, match="coefficients"):
         decode_vertices(mean, sb, eb, np.zeros(5), beta[0])
+
+
+def test_nearest_rotation():
+    from dsfnet.geometry import nearest_rotation, pose_para_to_matrix
+
+    r = pose_para_to_matrix(0.2, -0.4, 0.1)
+    np.testing.assert_allclose(nearest_rotation(r), r, atol=1e-12)
+    noisy = nearest_rotation(r + 0.01 * np.random.default_rng(0).normal(size=(3, 3)))
+    np.testing.assert_allclose(noisy @ noisy.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(noisy) == pytest.approx(1.0)

@@ -15,12 +15,11 @@ from dsfnet.inference import (
     FaceTracker,
     OneEuroFilter,
     WeightsNotFoundError,
-    resolve_weights,
     zbuffer_visibility,
 )
-from dsfnet.inference.tracking import nearest_rotation
 from dsfnet.inference.visualize import draw_faces
 from dsfnet.io import read_image
+from dsfnet.model.weights import resolve_weights
 from testing.aligner import toy_aligner
 
 IMG = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
@@ -191,7 +190,7 @@ def test_nan_network_output_is_an_error():
 
 def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
-    monkeypatch.setattr("dsfnet.inference.runner.default_weights_dir", lambda: tmp_path / "pkg")
+    monkeypatch.setattr("dsfnet.model.weights.default_weights_dir", lambda: tmp_path / "pkg")
     with pytest.raises(WeightsNotFoundError, match="never runs with random weights") as e:
         FaceAligner(config="lite", detector=None)
     assert "--weights" in str(e.value) and "DSFNET_WEIGHTS" in str(e.value)
@@ -229,16 +228,6 @@ def test_one_euro_filter_numbers():
         h(np.array([[1.0, 2.0]]), 0.0)
     with pytest.raises(ValueError, match="shape"):
         h(np.zeros(3), 1.0)
-
-
-def test_nearest_rotation():
-    from dsfnet.geometry import pose_para_to_matrix
-
-    r = pose_para_to_matrix(0.2, -0.4, 0.1)
-    np.testing.assert_allclose(nearest_rotation(r), r, atol=1e-12)
-    noisy = nearest_rotation(r + 0.01 * np.random.default_rng(0).normal(size=(3, 3)))
-    np.testing.assert_allclose(noisy @ noisy.T, np.eye(3), atol=1e-12)
-    assert np.linalg.det(noisy) == pytest.approx(1.0)
 
 
 def test_tracker_detects_once_then_tracks():

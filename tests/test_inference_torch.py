@@ -22,17 +22,20 @@ def toy():
     return fm, layout, model
 
 
-def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path):
+def test_create_model_with_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path):
     from dsfnet.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     fm, layout, model = toy
     path = save_checkpoint(tmp_path / "lite.pt", model)
-    runner = TorchRunner.from_weights("lite", path, face_model=fm, layout=layout)
+    runner = TorchRunner(create_model("lite", fm, layout=layout, weights=path))
     assert (runner.input_size, runner.uv_size) == (64, 32)  # from the checkpoint, not the registry's 128
     for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
+    folder = create_model("lite", fm, layout=layout, weights=tmp_path)  # a folder holding lite.pt
+    for a, b in zip(folder.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
     with pytest.raises(CheckpointError, match="variant='lite', but 'paper'"):
-        TorchRunner.from_weights("paper", path, face_model=fm)
+        create_model("paper", fm, weights=path)
     # fine-tuning at another UV size starts from the same weights: none of them depends on U
     other = create_model("lite", fm, layout=get_uv_layout(fm, 64, disk_cache=False), input_size=64, uv_size=64,
                          fusion_input_stride=4)
@@ -43,7 +46,7 @@ def test_from_weights_rebuilds_recorded_config_and_loads_strictly(toy, tmp_path)
         assert torch.equal(a, b)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a dsfnet checkpoint"):
-        TorchRunner.from_weights("lite", tmp_path / "plain.pt", face_model=fm)
+        create_model("lite", fm, weights=tmp_path / "plain.pt")
 
 
 def test_model_from_checkpoint_rebuilds_the_recorded_model(toy, tmp_path):
@@ -86,60 +89,50 @@ def test_onnx_export_and_runner_match_torch(toy, tmp_path):
     from dsfnet.inference import OnnxRunner
 
     fm, layout, model = toy
-    folder, diff = export_folder(model, tmp_path / "lite-onnx", "lite", face_model=fm, layout=layout)
+    folder, diff = export_folder(model, tmp_path / "lite-onnx", "lite", face_model=fm)
     assert diff < 1e-3
-    names = ["fusion.onnx", "image_stage.onnx", "meta.json", "network.onnx", "pointnet.onnx"]
+    names = ["meta.json", "network.onnx"]
     assert sorted(p.name for p in folder.iterdir()) == names
     assert [p.name for p in tmp_path.iterdir()] == ["lite-onnx"]  # no temp folder left
-    onnx = OnnxRunner.from_weights("lite", folder, face_model=fm, layout=layout)
-    assert onnx.network is not None and onnx._parts is None  # the single graph; the parts are not even loaded
+    onnx = OnnxRunner.from_weights("lite", folder, face_model=fm)
     crops = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     a, b = onnx(crops), TorchRunner(model)(crops)
     np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], atol=1e-3)
     np.testing.assert_allclose(a["rotation"], b["rotation"], atol=1e-4)
     np.testing.assert_allclose(a["seg"], b["seg"], atol=1e-4)
-    # other branches run the part graphs with the torch glue
-    image = OnnxRunner(folder, "lite", face_model=fm, layout=layout, branch="image")
-    assert image.network is None
-    ref = TorchRunner(model, branch="image")(crops)
-    np.testing.assert_allclose(image(crops)["face_uvm"], ref["face_uvm"], atol=1e-3)
-    # the part graphs on request (the previous path: torch glue between three graphs)
-    parts = OnnxRunner(folder, "lite", face_model=fm, layout=layout, graph="parts")
-    assert parts.network is None
-    np.testing.assert_allclose(parts(crops)["face_uvm"], b["face_uvm"], atol=1e-3)
-    # an export without network.onnx (older versions) still runs, through the parts
-    (folder / "network.onnx").unlink()
-    old = OnnxRunner(folder, "lite", face_model=fm, layout=layout)
-    assert old.network is None
-    np.testing.assert_allclose(old(crops)["face_uvm"], b["face_uvm"], atol=1e-3)
-    with pytest.raises(ValueError, match="network.onnx"):
-        OnnxRunner(folder, "lite", face_model=fm, layout=layout, graph="network")
     with pytest.raises(FileExistsError):
-        export_folder(model, folder, "lite", face_model=fm, layout=layout)
+        export_folder(model, folder, "lite", face_model=fm)
     with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):
-        OnnxRunner(folder, "paper", face_model=fm, layout=layout)
+        OnnxRunner(folder, "paper", face_model=fm)
+    # an export of an older dsfnet (the three part graphs, no network.onnx) is refused with the advice to re-export
+    (folder / "network.onnx").unlink()
+    for part in ("image_stage.onnx", "pointnet.onnx", "fusion.onnx"):
+        (folder / part).write_bytes(b"")
+    from dsfnet.model.weights import resolve_weights
+
+    assert resolve_weights("lite", "onnx", folder) == folder
+    with pytest.raises(ValueError, match="no network.onnx .*re-export it with `dsfnet export-onnx`"):
+        OnnxRunner(folder, "lite", face_model=fm)
 
 
 def test_single_file_onnx_export_carries_its_metadata(toy, tmp_path):
     pytest.importorskip("onnxruntime")
     from dsfnet.cli.export_onnx import export_folder
     from dsfnet.inference import OnnxRunner
-    from dsfnet.inference.runner import resolve_weights
+    from dsfnet.model.weights import resolve_weights
 
     fm, layout, model = toy
-    path, diff = export_folder(model, tmp_path / "model.onnx", "lite", face_model=fm, layout=layout)
+    path, diff = export_folder(model, tmp_path / "model.onnx", "lite", face_model=fm)
     assert diff < 1e-3 and path.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temp folder left
     assert resolve_weights("lite", "onnx", path) == path
-    onnx = OnnxRunner.from_weights("lite", path, face_model=fm, layout=layout)
+    onnx = OnnxRunner.from_weights("lite", path, face_model=fm)
     crops = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     a, b = onnx(crops), TorchRunner(model)(crops)
     np.testing.assert_allclose(a["face_uvm"], b["face_uvm"], atol=1e-3)
     np.testing.assert_allclose(a["rotation"], b["rotation"], atol=1e-4)
-    with pytest.raises(ValueError, match="fused branch only"):
-        OnnxRunner(path, "lite", face_model=fm, layout=layout, branch="image")
     with pytest.raises(ValueError, match="holds the 'lite' model, not 'paper'"):
-        OnnxRunner(path, "paper", face_model=fm, layout=layout)
+        OnnxRunner(path, "paper", face_model=fm)
     bare = tmp_path / "bare.onnx"  # a graph without our metadata is refused with a clear message
     import onnx
 
@@ -147,7 +140,7 @@ def test_single_file_onnx_export_carries_its_metadata(toy, tmp_path):
     del m.metadata_props[:]
     bare.write_bytes(m.SerializeToString())
     with pytest.raises(ValueError, match="no dsfnet metadata"):
-        OnnxRunner(bare, "lite", face_model=fm, layout=layout)
+        OnnxRunner(bare, "lite", face_model=fm)
 
 
 def test_damaged_checkpoints_are_refused_before_anything_is_built(toy, tmp_path):

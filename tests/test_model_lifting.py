@@ -7,7 +7,9 @@ import torch
 
 from dsfnet.geometry import pose_para_to_matrix
 from dsfnet.model import create_model
-from dsfnet.model.lifting import PointNet, fit_similarity, grid_to_cells, scatter_to_uv, select_points, van_der_corput
+from dsfnet.geometry import weighted_umeyama
+from dsfnet.model.lifting import (PointNet, fit_similarity, fit_weights, flat_cells, gather_cells, grid_to_cells,
+                                  scatter_to_uv, select_cells, van_der_corput)
 from testing.analytic_face import surface, synthetic_face
 
 FLIP = np.diag([1.0, -1.0, 1.0])
@@ -90,10 +92,8 @@ def test_fit_similarity_recovers_proper_rotation_through_flip() -> None:
 
 
 @pytest.mark.parametrize("solver", ["svd", "quaternion"])
-def test_fit_similarity_mask_equals_index(solver) -> None:
+def test_fit_similarity_mask_equals_fit_on_the_masks_cells(solver) -> None:
     """A cell mask (weight 0 elsewhere, uniform-over-the-mask fallback) gives the fit on the mask's cells."""
-    from dsfnet.model.lifting import fit_weights
-
     torch.manual_seed(3)
     u = 8
     src, dst = torch.randn(3, 3, u, u, dtype=torch.float64), torch.randn(3, 3, u, u, dtype=torch.float64)
@@ -105,16 +105,22 @@ def test_fit_similarity_mask_equals_index(solver) -> None:
     w[1] = 0.0  # no weight at all: uniform over the mask
     w[2, :, :4] = 0.0  # weight only outside the mask: the same fallback
     index = torch.nonzero(mask.reshape(-1)).reshape(-1)
-    a = fit_similarity(src, dst, w, flip=False, index=index, solver=solver)
-    b = fit_similarity(src, dst, w, flip=False, mask=mask, solver=solver)
+    # the fit on the mask's cells alone (gathered), with the uniform fallback where they carry no weight
+    w_in = w.flatten(1)[:, index]
+    w_in = torch.where(w_in.sum(dim=1, keepdim=True) > 0, w_in, 1.0)
+    a = weighted_umeyama(flat_cells(src)[:, :, index], flat_cells(dst)[:, :, index], w_in, channels_first=True,
+                         solver=solver)
     c = fit_similarity(src, dst, fit_weights(w, mask), flip=False, solver=solver)
-    for f in (b, c):
-        for k in ("scale", "matrix", "translation", "rotation"):
-            torch.testing.assert_close(getattr(f, k), getattr(a, k), rtol=0, atol=1e-9)
-        assert f.well_posed.tolist() == a.well_posed.tolist() == [True, False, False]
+    for k_c, k_a in (("scale", "scale"), ("matrix", "rotation"), ("translation", "translation"), ("rotation", "rotation")):
+        torch.testing.assert_close(getattr(c, k_c), getattr(a, k_a), rtol=0, atol=1e-9)
+    assert c.well_posed.tolist() == [True, False, False]
     torch.testing.assert_close(a.scale, torch.full((3,), 0.7, dtype=torch.float64))
-    with pytest.raises(ValueError, match="normalised weights"):
-        fit_similarity(src, dst, fit_weights(w, mask), mask=mask)
+
+
+def _select_points(features, valid, face_index, priority, n_points):
+    """The PointNet's points as DSFNet takes them: the selected cells' features and their mask."""
+    cells, mask = select_cells(valid, face_index, priority, n_points)
+    return gather_cells(features, cells), mask
 
 
 def test_select_points_deterministic_and_masked() -> None:
@@ -125,10 +131,10 @@ def test_select_points_deterministic_and_masked() -> None:
     feats = torch.arange(u * u, dtype=torch.float32).reshape(1, 1, -1)
     valid = torch.zeros(1, u * u)
     valid[0, 20:30] = 1  # 10 valid face cells
-    pts, mask = select_points(feats, valid, face_index, priority, 16)
+    pts, mask = _select_points(feats, valid, face_index, priority, 16)
     assert pts.shape == (1, 1, 16) and mask.sum().item() == 10  # all valid kept, 6 padded
     assert sorted(pts[0, 0][mask[0] > 0].tolist()) == list(range(20, 30))
-    pts4, mask4 = select_points(feats, valid, face_index, priority, 4)
+    pts4, mask4 = _select_points(feats, valid, face_index, priority, 4)
     assert mask4.sum().item() == 4
     # the 4 kept cells are the valid ones of highest fixed priority
     ranks = (torch.arange(20, 30) - 10)
@@ -212,9 +218,13 @@ def test_appendix_a_gt_heads_recover_pose(angles) -> None:
     heads = {"grid": t(grid), "seg": t(seg)[:, None], "conf": t(conf)[:, None], "depth": t(depth)[:, None],
              "shape_ms": torch.zeros(1, 40), "exp_ms": torch.zeros(1, 10), "tm_ms_z": torch.zeros(1, 12),
              "msf": torch.zeros(1, model.config.msf_channels, 8, 8)}
-    gt_coeffs = lambda points, mask: {"shape_is": t(shape), "exp_is": t(exp)}
+    class GTCoefficients(torch.nn.Module):  # in place of the PointNet: the true coefficients
+        def forward(self, points, mask):
+            return {"shape_is": t(shape), "exp_is": t(exp)}
+
+    model.pointnet = GTCoefficients()
     with torch.no_grad():
-        out = model.forward_from_heads(heads, branch="image", return_all=True, pointnet=gt_coeffs)
+        out = model.forward_from_heads(heads, branch="image", return_all=True)
     assert not bool(out["fallback"][0])
     assert out["visible_cells"].item() > 0.3 * float(layout.face_mask.sum())
     r_est = out["rotation"][0].double().numpy()

@@ -47,7 +47,7 @@ DEG_TOL = 1e-3  # degrees: the similarity fits accumulate their point moments in
 
 
 @pytest.fixture(scope="module")
-def backends(tmp_path_factory):
+def backends(tmp_path_factory, onnx_image_stage):
     from dsfnet.cli.export_onnx import export_folder
 
     torch.set_num_threads(1)
@@ -60,12 +60,12 @@ def backends(tmp_path_factory):
     make_all_visible(model)
     model.eval()
     s = cfg.input_size
-    folder, diff = export_folder(model, tmp_path_factory.mktemp("onnx") / "lite-onnx", "lite", face_model=fm, layout=layout)
+    folder, diff = export_folder(model, tmp_path_factory.mktemp("onnx") / "lite-onnx", "lite", face_model=fm)
     codec = UVCodec(layout, s)
-    t_runner, o_runner = TorchRunner(model), OnnxRunner(folder, "lite", face_model=fm, layout=layout, threads=1)
+    t_runner, o_runner = TorchRunner(model), OnnxRunner(folder, "lite", face_model=fm, threads=1)
     aligners = [FaceAligner(detector=None, runner=r, codec=codec, triangles=fm.triangles) for r in (t_runner, o_runner)]
     return {"img": img, "model": model, "runners": (t_runner, o_runner), "aligners": aligners, "export_diff": diff,
-            "parts": o_runner.parts}
+            "image_stage": onnx_image_stage(model)}
 
 
 def test_standardisation_is_exact_and_shared():
@@ -96,7 +96,7 @@ def test_onnx_network_outputs_match_torch(backends):
     x = torch.from_numpy(preprocess(crops))
     with torch.no_grad():
         ref = model(x, return_all=True)
-        heads_t, heads_o = model.image_stage(x), backends["parts"].image_stage(x)
+        heads_t, heads_o = model.image_stage(x), backends["image_stage"](x)
     # the image-space path really runs (no model-space fallback), with thousands of lifted cells
     assert not bool(ref["fallback"].any()) and float(ref["visible_cells"].min()) > 1000
     for key in ("grid", "depth", "msf", "shape_ms", "exp_ms", "tm_ms_z"):
@@ -120,7 +120,6 @@ def test_onnx_network_fallback_sample_matches_torch(backends):
     ``min_visible_cells``): the single graph flags the fallback and reports the model-space branch, like PyTorch."""
     t_runner, o_runner = backends["runners"]
     model, s = backends["model"], backends["model"].config.input_size
-    assert o_runner.network is not None  # the single graph (network.onnx), not the parts
     face = warp_image(backends["img"], crop_matrix(box_from_detection(BOXES[0], YUFACE_CAL), s), s)
     crops = np.stack([face, np.full_like(face, 128)])
     with torch.no_grad():

@@ -19,7 +19,10 @@ import torch
 from dsfnet.facemodel import assets
 from dsfnet.facemodel import uv as uvmod
 from dsfnet.facemodel.model import FaceModel, load_face_model
-from dsfnet.facemodel.uv import FLIP_68, SHAPE_MAP_SCALE, UVLayout, build_uv_layout, get_uv_layout
+from dsfnet.facemodel import unwrap
+from dsfnet.facemodel.layout import UVLayout
+from dsfnet.facemodel.uv import FLIP_68, build_uv_layout, get_uv_layout
+from dsfnet.geometry.posmap import SHAPE_MAP_SCALE
 from testing.face_model import toy_face_model
 
 
@@ -45,8 +48,8 @@ def _face_vertices(layout: UVLayout) -> np.ndarray:
 
 
 def test_convention_uv(bfm: FaceModel) -> None:
-    uv = uvmod.vertex_uv(bfm.mean, bfm.keypoints)
-    assert uv.min() >= uvmod.UV_MARGIN - 1e-9 and uv.max() <= 1 - uvmod.UV_MARGIN + 1e-9
+    uv = unwrap.vertex_uv(bfm.mean, bfm.keypoints)
+    assert uv.min() >= unwrap.UV_MARGIN - 1e-9 and uv.max() <= 1 - unwrap.UV_MARGIN + 1e-9
     kp = uv[bfm.keypoints]
     assert kp[45, 0] > kp[36, 0]  # u right = subject's left = +x
     assert kp[19, 1] > kp[30, 1] > kp[8, 1]  # v up

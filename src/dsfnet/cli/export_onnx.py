@@ -1,16 +1,14 @@
 """``dsfnet export-onnx``: export trained torch weights for ``dsfnet predict --backend onnx``.
 
 The model package exports the whole network as one ONNX graph, ``network.onnx`` (standardised crop → UV map,
-rotation, fallback flag, visibility; the similarity fits with the SVD-free quaternion solver), plus the three
-learned parts ``image_stage.onnx``, ``pointnet.onnx``, ``fusion.onnx`` (used for the other branches, with the glue
-in torch); see ``dsfnet.model.export``. This command writes them plus ``meta.json`` (the checkpoint's recorded
-config, sizes, face-model fingerprint and ``tm`` statistics) into one folder, checks that ONNX Runtime reproduces
-the torch outputs on a test crop (the single graph and the part graphs), and only then moves the folder into place
-(built under a temporary name next to it: no half-written export).
+rotation, fallback flag, visibility; the similarity fits with the SVD-free quaternion solver; see
+``dsfnet.model.export``). This command writes it plus ``meta.json`` (the checkpoint's recorded config, sizes,
+face-model fingerprint and ``tm`` statistics) into one folder, checks that ONNX Runtime reproduces the torch outputs
+on a test crop, and only then moves the folder into place (built under a temporary name next to it: no half-written
+export).
 
-With ``-o NAME.onnx`` the output is the single graph alone, one self-contained file: ``meta.json``'s content is
-embedded in the graph's metadata (``metadata_props`` key ``dsfnet_meta``), and ``--backend onnx --weights NAME.onnx``
-runs it (fused branch only; the part graphs are what the ``image``/``model`` branches need).
+With ``-o NAME.onnx`` the output is the graph alone, one self-contained file: ``meta.json``'s content is embedded in
+the graph's metadata (``metadata_props`` key ``dsfnet_meta``), and ``--backend onnx --weights NAME.onnx`` runs it.
 """
 from __future__ import annotations
 
@@ -31,8 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", default="lite", help="model variant: lite (default) or paper")
     p.add_argument("--weights", metavar="FILE", help="torch checkpoint (.pt); default: $DSFNET_WEIGHTS or the packaged weights")
     p.add_argument("-o", "--output", required=True, metavar="DIR|FILE.onnx",
-                   help="output folder (e.g. lite-onnx); it receives network.onnx, image_stage.onnx, pointnet.onnx, "
-                        "fusion.onnx, meta.json. A name ending in .onnx writes the whole network as that one file")
+                   help="output folder (e.g. lite-onnx); it receives network.onnx and meta.json. A name ending in "
+                        ".onnx writes the whole network as that one file")
     p.add_argument("--force", action="store_true", help="replace an existing export folder")
     p.set_defaults(func=run)
     return p
@@ -42,10 +40,10 @@ def _err(msg: str) -> None:
     print(f"dsfnet export-onnx: {msg}", file=sys.stderr)
 
 
-def export_folder(model, output: str | os.PathLike, config: str, *, force: bool = False, face_model=None,
-                  layout=None) -> tuple[Path, float]:
+def export_folder(model, output: str | os.PathLike, config: str, *, force: bool = False,
+                  face_model=None) -> tuple[Path, float]:
     """Export ``model`` into the folder ``output`` atomically; returns ``(folder, max |onnx − torch|)`` of ``face_uvm``
-    (the larger of the single graph's and the part graphs' differences on a noise crop).
+    on a noise crop (pm units).
 
     Raises:
         FileExistsError: ``output`` exists and ``force`` is false.
@@ -54,12 +52,11 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
     import json
 
     import numpy as np
-    import torch
 
-    from dsfnet.inference.runner import OnnxRunner, TorchRunner
-    from dsfnet.model.export import export_onnx, run_with_onnx
+    from dsfnet.inference.onnx import OnnxRunner
+    from dsfnet.inference.runner import TorchRunner
     from dsfnet.model.checkpoint import model_metadata
-    from dsfnet.model.preprocess import preprocess
+    from dsfnet.model.export import export_onnx
 
     out = Path(output)
     if out.exists() and not force:
@@ -77,17 +74,14 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
         s = int(model.config.input_size)
         crop = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), dtype=np.uint8)
         ref = TorchRunner(model, with_seg=False)(crop)["face_uvm"]
-        whole = OnnxRunner(tmp, config, face_model=face_model, layout=layout, with_seg=False)
-        got = whole(crop)["face_uvm"]
-        with torch.no_grad():  # the part graphs with the torch glue, on the same input
-            x = torch.from_numpy(preprocess(crop))
-            parts = run_with_onnx(model, whole.parts, x)["face_uvm"].numpy()
-        diff = max(float(np.abs(ref - got).max()), float(np.abs(ref - parts).max()))
+        got = OnnxRunner(tmp, config, face_model=face_model, with_seg=False)(crop)["face_uvm"]
+        diff = float(np.abs(ref - got).max())
         if not diff <= 1e-3:
             raise ValueError(f"ONNX Runtime output differs from torch by {diff:.3g} pm units (limit 1e-3)")
         if out.suffix.lower() == ".onnx":  # the single graph alone, with the metadata inside it
             from dsfnet.io.writers import atomic_write_bytes
-            from dsfnet.model.export import NETWORK_FILE, embed_metadata
+            from dsfnet.model.export import embed_metadata
+            from dsfnet.model.weights import NETWORK_FILE
 
             atomic_write_bytes(out, embed_metadata(tmp / NETWORK_FILE, meta))
             return out, diff
@@ -104,7 +98,9 @@ def export_folder(model, output: str | os.PathLike, config: str, *, force: bool 
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsfnet.inference.runner import TorchRunner, WeightsNotFoundError
+    from dsfnet.inference.runner import TorchRunner
+    from dsfnet.model import create_model
+    from dsfnet.model.weights import WeightsNotFoundError
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -116,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         _err(f"this install has no ONNX exporter (dsfnet.model.export): {exc}")
         return 2
     try:
-        runner = TorchRunner.from_weights(args.config, args.weights)
+        runner = TorchRunner(create_model(args.config, weights="shipped" if args.weights is None else args.weights))
     except WeightsNotFoundError as exc:
         _err(str(exc))
         return 2

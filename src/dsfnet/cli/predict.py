@@ -129,15 +129,6 @@ class _Outputs:
         return name
 
 
-def _mesh_y_up(vertices, height: int):
-    """Image-px vertices → image px with y up (``y = H − y``), so mesh viewers show the face upright."""
-    import numpy as np
-
-    from dsfnet.geometry import FLIP_Y
-
-    return np.asarray(vertices, dtype=np.float64) @ FLIP_Y + np.array([0.0, float(height), 0.0])
-
-
 def _record(given: str, frame, image, faces, meshes) -> dict:
     h, w = image.shape[:2]
     return {"image": given, "frame": frame, "width": int(w), "height": int(h),
@@ -147,12 +138,14 @@ def _record(given: str, frame, image, faces, meshes) -> dict:
 def _save_meshes(args, out: Path, stem: str, faces, height: int) -> list:
     if not args.save_mesh:
         return [None] * len(faces)
+    from dsfnet.geometry import flip_y_points
     from dsfnet.io import write_mesh
 
     names = []
     for i, f in enumerate(faces):
         rel = Path("meshes") / f"{stem}_{i}.{args.save_mesh}"
-        write_mesh(out / rel, _mesh_y_up(f.vertices, height), f.triangles, fmt=args.save_mesh,
+        # y up (y = H - y), so that mesh viewers show the face upright
+        write_mesh(out / rel, flip_y_points(f.vertices, height), f.triangles, fmt=args.save_mesh,
                    comment="dsfnet mesh: image pixels, x right, y up (y = H - y_image), z toward the camera")
         names.append(rel.as_posix())
     return names
@@ -177,31 +170,25 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
     """Align every frame; returns the number of frames. Ctrl-C stops a camera cleanly."""
     import time
 
-    import numpy as np
-
     from dsfnet.inference import FaceTracker
-    from dsfnet.io import open_video
-    from dsfnet.io.video import VideoWriterRGB
+    from dsfnet.io.video import VideoReadError, VideoWriterRGB, iter_video_frames, open_video
 
     cap, info = open_video(given)
+    frames = iter_video_frames(given, args.max_frames, opened=(cap, info))
     fps = info.fps if info.fps and info.fps > 0 else 30.0
     stem = names.stem(given)
     tracker = FaceTracker(aligner, smooth=not args.no_smooth)
     boxes = boxes_db.lookup(given) if boxes_db is not None else None
     video_out = None
-    n = 0
+    done = 0
     t0 = time.monotonic()
     from tqdm import tqdm
 
     bar = tqdm(total=info.frame_count or None, desc=Path(given).name if kind == "video" else f"camera {given}",
                unit="frame", disable=None, file=sys.stderr, leave=False)
     try:
-        while args.max_frames is None or n < args.max_frames:
-            try:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                rgb = np.ascontiguousarray(frame[:, :, ::-1])  # OpenCV decodes B, G, R
+        try:
+            for n, rgb in frames:
                 t = n / fps if kind == "video" else time.monotonic() - t0 + 1e-6 * n
                 faces = tracker.update(rgb, t, boxes=boxes if n == 0 else None)
                 meshes = _save_meshes(args, out, f"{stem}_f{n:06d}", faces, rgb.shape[0])
@@ -212,24 +199,25 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
                         video_out = VideoWriterRGB(out / f"{stem}_overlay.mp4", fps, (rgb.shape[1], rgb.shape[0]))
                     video_out.write(draw_faces(rgb, faces, mesh="wireframe"))
                 writer.write(_record(given, n, rgb, faces, meshes))
-            except KeyboardInterrupt:
-                if kind == "camera":  # Ctrl-C is how a camera run ends: keep what was recorded
-                    break
+                done = n + 1
+                bar.update(1)
+        except KeyboardInterrupt:
+            if kind != "camera":
                 raise
-            n += 1
-            bar.update(1)
+            # Ctrl-C is how a camera run ends: keep what was recorded
     except BaseException:
         if video_out is not None:
             video_out._discard()
         raise
     finally:
+        frames.close()
+        cap.release()  # also when the generator never started (releasing twice is harmless)
         bar.close()
-        cap.release()
     if video_out is not None:
         video_out.close()
-    if n == 0:
-        raise ValueError("no frame could be decoded")
-    return n
+    if done == 0:
+        raise VideoReadError(f"no frame could be decoded from {given}")
+    return done
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,7 +95,8 @@ class Augmenter:
         u = builder.uv_size
         self.flip_perm = np.asarray(lay.flip_perm, dtype=np.int64)
         self.covered = np.asarray(lay.covered, dtype=bool)
-        from dsfnet.facemodel.uv import FLIP_68, SHAPE_MAP_SCALE
+        from dsfnet.facemodel.uv import FLIP_68
+        from dsfnet.geometry.posmap import SHAPE_MAP_SCALE
 
         fm = builder.face_model
         #: x of the face's symmetry plane (mean x of the midline landmark vertices), model units

@@ -13,8 +13,8 @@ images), skin tones for hands and plain light/dark fabric colours with folds for
 **opaque**: the returned ``mask`` is where the face is hidden, and a training ``seg`` target must be cleared
 there (:func:`occlude_sample` does it).
 
-**Coverage** = fraction of the face box's pixels (pixel centres inside ``[x0, x1) × [y0, y1)`` and inside the
-image) under the occluder mask. The occluder's size is found by bisection on its scale so that the measured
+**Coverage** = fraction of the face box's pixels under the occluder mask (:func:`dsfnet.geometry.boxes.box_coverage`:
+pixel centres inside the box, clipped to the image; the measure of the evaluation's occluders too). The occluder's size is found by bisection on its scale so that the measured
 coverage is within :data:`COVERAGE_TOL` of the request when that is reachable; the measured value is returned.
 
 All randomness comes from the ``numpy.random.Generator`` passed in: the same seed gives the same occluder.
@@ -27,6 +27,8 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+
+from dsfnet.geometry.boxes import box_coverage
 
 OCCLUDER_KINDS = ("blob", "ellipse", "hand", "mask")
 #: the bisection stops when the measured coverage is this close to the request (absolute fraction)
@@ -50,23 +52,6 @@ class Occlusion:
     mask: np.ndarray
     coverage: float
     kind: str
-
-
-def box_coverage(mask: np.ndarray, face_box) -> float:
-    """Fraction of the face box's pixels (centres in ``[x0, x1) × [y0, y1)``, clipped to the image) in ``mask``."""
-    sl = _box_slices(mask.shape[:2], face_box)
-    if sl is None:
-        return 0.0
-    return float(mask[sl].mean())
-
-
-def _box_slices(hw: tuple[int, int], face_box) -> tuple[slice, slice] | None:
-    x0, y0, x1, y1 = (float(v) for v in face_box)
-    c0, c1 = max(0, int(np.ceil(x0))), min(hw[1], int(np.ceil(x1)))
-    r0, r1 = max(0, int(np.ceil(y0))), min(hw[0], int(np.ceil(y1)))
-    if c1 <= c0 or r1 <= r0:
-        return None
-    return slice(r0, r1), slice(c0, c1)
 
 
 # ----------------------------------------------------------------------------------------------- outlines

@@ -32,16 +32,11 @@ from __future__ import annotations
 import numpy as np
 
 from dsfnet.crop import box_from_landmarks, crop_matrix, warp_image
-from dsfnet.geometry import FLIP_Y, decode_vertices, matrix_to_pose_para, pose_para_to_image, pose_para_to_matrix
+from dsfnet.geometry import (FLIP_Y, decode_vertices, image_to_model_rotation, matrix_to_pose_para, nearest_rotation,
+                             pose_para_to_image, pose_para_to_matrix)
 from dsfnet.render import interpolate, rasterize
 
 SAMPLE_KEYS = ("image", "posmap", "offset", "shape", "exp", "tm", "grid", "seg", "depth", "landmarks", "pose")
-
-
-def _shape_map_scale() -> float:
-    from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
-
-    return SHAPE_MAP_SCALE
 
 
 def pose_from_tm(tm: np.ndarray) -> np.ndarray:
@@ -51,10 +46,8 @@ def pose_from_tm(tm: np.ndarray) -> np.ndarray:
     if not det < 0:
         raise ValueError(f"tm's 3x3 part must contain the y reflection (det < 0), got det {det:.3g}")
     c = np.cbrt(-det)
-    rot = FLIP_Y @ m / c
-    u, _, vt = np.linalg.svd(rot)  # project to the nearest rotation (tm may carry a tiny shear after fits)
-    rot = u @ vt
-    return matrix_to_pose_para(rot)
+    # project to the nearest rotation (tm may carry a tiny shear after fits)
+    return matrix_to_pose_para(nearest_rotation(image_to_model_rotation(m) / c))
 
 
 def lift_affine(matrix: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """UV maps → mesh, landmarks and pose: the UV codec shared by ground-truth making and inference."""
 from __future__ import annotations
 
-from dsfnet.decode.codec import POSMAP_RATE, UVCodec
+from dsfnet.decode.codec import UVCodec
 
-__all__ = ["POSMAP_RATE", "UVCodec"]
+__all__ = ["UVCodec"]

@@ -1,20 +1,17 @@
 """The UV codec: posed vertices in crop pixels ↔ position maps, one object for targets and decoding.
 
-Units (``docs/CONVENTIONS.md``): a position map stores crop pixels divided by
-``pos_scale = crop_size · POSMAP_RATE / 256`` (280 for a 256 crop, 140 for 128), with **nose-relative**
-depth: ``z − z_nose``, ``z_nose`` the map's z at landmark 30's UV cell. x, y stay absolute (crop frame,
-y down). Cells the UV layout does not cover are 0.
+Units (``docs/CONVENTIONS.md``, owned by ``dsfnet.geometry.posmap``): a position map stores crop pixels divided by
+``pos_scale = crop_size · 280 / 256`` (280 for a 256 crop, 140 for 128), with **nose-relative** depth:
+``z − z_nose``, ``z_nose`` the map's z at landmark 30's UV cell. x, y stay absolute (crop frame, y down). Cells
+the UV layout does not cover are 0.
 
 Encoding then decoding returns the vertices up to UV interpolation error and the nose-depth shift.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-#: DSFNet's position-map divisor for a 256-pixel crop (spec §1.2); scales with the crop size.
-POSMAP_RATE = 280.0
-NOSE_TIP = 30  # iBUG 68-point index of the nose tip
+from dsfnet.geometry.posmap import nose_cell, nose_relative, pos_scale
 
 
 class UVCodec:
@@ -31,8 +28,8 @@ class UVCodec:
             raise ValueError(f"crop_size must be positive, got {crop_size}")
         self.layout = layout
         self.crop_size = int(crop_size)
-        self.pos_scale = self.crop_size * POSMAP_RATE / 256.0
-        self.nose_cell = tuple(int(v) for v in layout.kpt_cells[NOSE_TIP])  # (row, col)
+        self.pos_scale = pos_scale(self.crop_size)
+        self.nose_cell = nose_cell(layout.kpt_cells)  # (row, col)
         self._covered = np.asarray(layout.covered, dtype=bool)
 
     def encode(self, vertices_crop: np.ndarray) -> np.ndarray:
@@ -41,9 +38,7 @@ class UVCodec:
         z becomes nose-relative; uncovered cells are 0.
         """
         maps = np.asarray(self.layout.vertices_to_map(np.asarray(vertices_crop, dtype=np.float64)), dtype=np.float64)
-        maps = maps / self.pos_scale
-        r, c = self.nose_cell
-        maps[..., 2, :, :] -= maps[..., 2, r, c][..., None, None]
+        maps = nose_relative(maps / self.pos_scale, self.nose_cell)
         maps *= self._covered
         return maps.astype(np.float32)
 
@@ -54,9 +49,3 @@ class UVCodec:
     def landmarks(self, posmap):
         """Position map ``(..., 3, S, S)`` → the 68 landmarks ``(..., 68, 3)`` crop px, nose-relative z."""
         return self.layout.landmarks_from_map(posmap) * self.pos_scale
-
-    def nose_relative(self, posmap: torch.Tensor) -> torch.Tensor:
-        """Torch: subtract the nose cell's z from a ``(B, 3, S, S)`` map (differentiable)."""
-        r, c = self.nose_cell
-        z = posmap[:, 2:3] - posmap[:, 2:3, r : r + 1, c : c + 1]
-        return torch.cat([posmap[:, :2], z], dim=1)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsfnet.geometry.rotation import nearest_rotation
+
 #: |yaw| bin edges in degrees: bin i holds lo < |yaw| <= hi (the first bin includes 0; the last is open above)
 YAW_BINS: tuple[tuple[float, float], ...] = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 YAW_BIN_NAMES: tuple[str, ...] = ("[0,30]", "(30,60]", "(60,90]")
@@ -166,8 +168,7 @@ def reference_similarity_align(pred, gt) -> np.ndarray:
         raise ValueError("the prediction's points all coincide; cannot align")
     scale = sg / sp
     mp, mg = p.mean(0), g.mean(0)
-    u, _, vt = np.linalg.svd((g - mg).T @ (p - mp))  # cross-covariance; R maps pred onto gt
-    rot = u @ vt
+    rot = nearest_rotation((g - mg).T @ (p - mp), allow_reflection=True)  # of the cross-covariance: maps pred onto gt
     return scale * (p - mp) @ rot.T + mg
 
 

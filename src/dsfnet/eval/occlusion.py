@@ -6,8 +6,9 @@ over a face box until a requested fraction of the box's pixels is covered. Every
 ``numpy.random.default_rng(seed)``, so the same ``(image size, box, coverage, seed)`` always gives the same
 occluders, whichever predictor is evaluated.
 
-Coverage is measured over the pixels whose centres lie in the box (clipped to the image); occluders may
-extend past the box (they are clipped only by the image). The measured coverage is within
+Coverage is measured over the pixels whose centres lie in the box, clipped to the image
+(:func:`dsfnet.geometry.boxes.box_coverage`, the measure of the training occluders too); occluders may extend past
+the box (they are clipped only by the image). The measured coverage is within
 :data:`COVERAGE_TOLERANCE` of the request (the last shape is shrunk about its centre to land on it).
 
 This generator is deliberately separate from the training occluders (:mod:`dsfnet.data.occlusion`: wavy
@@ -21,6 +22,8 @@ import math
 import cv2
 import numpy as np
 
+from dsfnet.geometry.boxes import box_pixels
+
 #: |measured − requested| coverage the generator aims for (fraction of the box)
 COVERAGE_TOLERANCE = 0.005
 _MAX_SHAPES = 80
@@ -28,24 +31,6 @@ _MAX_SHAPES = 80
 _WINDOW_MARGIN = 0.8
 _SHAPES = ("ellipse", "rectangle", "polygon", "stroke")
 _TEXTURES = ("solid", "grey", "noise", "stripes", "checker", "gradient")
-
-
-def box_pixels(face_box, image_shape: tuple[int, ...]) -> tuple[slice, slice]:
-    """Row and column slices of the pixels whose centres lie in ``face_box`` ``[x0, y0, x1, y1]`` (clipped)."""
-    x0, y0, x1, y1 = (float(v) for v in list(face_box)[:4])
-    h, w = image_shape[:2]
-    c0, c1 = max(0, math.ceil(x0)), min(w, math.floor(x1) + 1)
-    r0, r1 = max(0, math.ceil(y0)), min(h, math.floor(y1) + 1)
-    return slice(r0, r1), slice(c0, c1)
-
-
-def coverage_of(mask: np.ndarray, face_box) -> float:
-    """Fraction of the box's pixels (centres inside, clipped to the image) where ``mask`` (H, W) is set."""
-    rows, cols = box_pixels(face_box, mask.shape)
-    region = np.asarray(mask, dtype=bool)[rows, cols]
-    if region.size == 0:
-        raise ValueError(f"face box {list(face_box)} holds no pixel of the {mask.shape[1]}×{mask.shape[0]} image")
-    return float(region.mean())
 
 
 def _shape_mask(kind: str, params: dict, scale: float, shape: tuple[int, int]) -> np.ndarray:
@@ -130,7 +115,7 @@ def occlude(image: np.ndarray, face_box, coverage: float, seed: int) -> tuple[np
         seed: seed of ``numpy.random.default_rng``.
     Returns:
         ``(occluded image (H, W, 3) uint8, mask (H, W) bool)``; the mask marks every occluded pixel (also
-        outside the box). ``coverage_of(mask, face_box)`` is within :data:`COVERAGE_TOLERANCE` of ``coverage``.
+        outside the box). ``box_coverage(mask, face_box)`` is within :data:`COVERAGE_TOLERANCE` of ``coverage``.
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:

@@ -25,8 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dsfnet.eval import metrics
-from dsfnet.eval.occlusion import coverage_of, occlude
+from dsfnet.eval.occlusion import occlude
 from dsfnet.geometry import matrix_to_pose_para
+from dsfnet.geometry.boxes import box_coverage
 from dsfnet.io.writers import atomic_write_bytes
 
 SWEEP_COVERAGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -117,7 +118,7 @@ def run(predictors: Sequence, dataset, coverages: Sequence[float] = (0.0,), seed
         for cov in coverages:
             if cov > 0:
                 image, mask = occlude(sample.image, sample.face_box, cov, seed * _SEED_STRIDE + i)
-                measured = coverage_of(mask, sample.face_box)
+                measured = box_coverage(mask, sample.face_box)
             else:
                 image, measured = sample.image, 0.0
             for p in predictors:

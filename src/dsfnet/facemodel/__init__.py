@@ -4,9 +4,11 @@
   (download with pip, SHA-256 check, cache in ``$DSFNET_HOME`` or the user cache dir).
 * :mod:`~dsfnet.facemodel.model`: :class:`FaceModel` and :func:`load_face_model` (built-in, 3DDFA_V2
   ``.pkl``, face3d ``BFM.mat``).
-* :mod:`~dsfnet.facemodel.uv`: the UV unwrap, derived triangles, and :class:`UVLayout` (vertex <-> map
-  resampling, face and weight masks, landmark cells, UV-grid mesh, mirror map), :data:`SHAPE_MAP_SCALE`,
-  :data:`FLIP_68`.
+* :mod:`~dsfnet.facemodel.unwrap`: the UV unwrap and the mesh triangles derived from it.
+* :mod:`~dsfnet.facemodel.layout`: :class:`UVLayout` (vertex <-> map resampling, basis maps).
+* :mod:`~dsfnet.facemodel.uv`: :func:`get_uv_layout` (face and weight masks, landmark cells, UV-grid mesh, mirror
+  map, cached), :data:`FLIP_68` (the units of the
+  maps, ``SHAPE_MAP_SCALE`` included, are ``dsfnet.geometry.posmap``'s).
 
 Imports at most :mod:`dsfnet.geometry` from the rest of dsfnet. BFM-derived data: non-commercial research only.
 """
@@ -14,11 +16,11 @@ from __future__ import annotations
 
 from dsfnet.facemodel.assets import AssetError, cache_dir, ensure_assets
 from dsfnet.facemodel.model import FaceModel, load_face_model
-from dsfnet.facemodel.uv import FLIP_68, SHAPE_MAP_SCALE, UVLayout, get_uv_layout
+from dsfnet.facemodel.layout import UVLayout
+from dsfnet.facemodel.uv import FLIP_68, get_uv_layout
 
 __all__ = [
     "FLIP_68",
-    "SHAPE_MAP_SCALE",
     "AssetError",
     "FaceModel",
     "UVLayout",

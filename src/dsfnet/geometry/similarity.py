@@ -380,14 +380,3 @@ def similarity_from_moments(moments: WeightedMoments, *, allow_reflection: bool 
     trans = mu_d - scale[:, None] * (rot @ mu_s[:, :, None])[:, :, 0]
     well_posed = ~(moments.no_weight | degenerate)
     return Similarity(scale.to(dtype), rot.to(dtype), trans.to(dtype), well_posed)
-
-
-def weighted_umeyama_np(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, **kwargs) -> tuple[float, np.ndarray, np.ndarray]:
-    """NumPy convenience wrapper for one point set ``(N, 3)``: returns ``(scale, rotation (3,3), translation (3,))``."""
-    fit = weighted_umeyama(
-        torch.as_tensor(np.asarray(src, dtype=np.float64)),
-        torch.as_tensor(np.asarray(dst, dtype=np.float64)),
-        None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64)),
-        **kwargs,
-    )
-    return float(fit.scale[0]), fit.rotation[0].numpy(), fit.translation[0].numpy()

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 from dsfnet.inference.aligner import FaceAligner, decode_face, zbuffer_visibility
 from dsfnet.inference.face import Face, pose_dict
-from dsfnet.inference.runner import (
-    BACKENDS,
-    NetworkRunner,
-    OnnxRunner,
-    TorchRunner,
-    WeightsNotFoundError,
-    resolve_weights,
-)
+from dsfnet.inference.onnx import OnnxRunner
+from dsfnet.inference.runner import NetworkRunner, TorchRunner
 from dsfnet.inference.smoothing import OneEuroFilter
 from dsfnet.inference.tracking import FaceTracker
+from dsfnet.model.weights import BACKENDS, WeightsNotFoundError  # re-exported: what FaceAligner(weights=...) raises
 
 __all__ = [
     "BACKENDS",
@@ -26,6 +21,5 @@ __all__ = [
     "WeightsNotFoundError",
     "decode_face",
     "pose_dict",
-    "resolve_weights",
     "zbuffer_visibility",
 ]

@@ -35,7 +35,10 @@ from dsfnet.crop import (
 from dsfnet.detect import BoxesDetector, Detection, FaceDetector, create_detector, parse_boxes
 from dsfnet.detect.boxes import check_boxes_in_image
 from dsfnet.inference.face import Face, pose_dict
-from dsfnet.inference.runner import BACKENDS, NetworkRunner, OnnxRunner, TorchRunner, resolve_weights
+from dsfnet.inference.onnx import OnnxRunner
+from dsfnet.inference.runner import NetworkRunner, TorchRunner
+from dsfnet.model.weights import BACKENDS, resolve_weights
+from dsfnet.geometry.posmap import NOSE_LANDMARK
 from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility,
                                          landmark_external_visibility, open_depth, zbuffer_visibility,
                                          zbuffer_visibility_of)
@@ -43,7 +46,6 @@ from dsfnet.io import read_image
 
 __all__ = ["FaceAligner", "decode_face", "zbuffer_visibility"]
 
-NOSE_TIP = 30
 
 
 def decode_face(
@@ -73,7 +75,7 @@ def decode_face(
     verts_crop = np.asarray(codec.decode(posmap), dtype=np.float64)
     lmk_crop = np.asarray(codec.landmarks(posmap), dtype=np.float64)
     # depth relative to landmark 30 exactly (the codec's reference is the nose's UV cell, a hair away)
-    nose_z = lmk_crop[NOSE_TIP, 2]
+    nose_z = lmk_crop[NOSE_LANDMARK, 2]
     verts_crop[:, 2] -= nose_z
     lmk_crop[:, 2] -= nose_z
     from dsfnet.render import rasterize
@@ -115,7 +117,7 @@ class FaceAligner:
         device: torch device (CPU by default; nothing is moved to a GPU unless asked).
         config: model variant, ``"lite"`` or ``"paper"``.
         weights: a ``.pt`` checkpoint (torch) or an ``export-onnx`` folder (onnx); None: ``$DSFNET_WEIGHTS`` or the packaged
-            weights. Missing weights raise :class:`~dsfnet.inference.runner.WeightsNotFoundError`.
+            weights. Missing weights raise :class:`~dsfnet.model.weights.WeightsNotFoundError`.
         detector: a registry name (``"yuface"``, ``"boxes"``), a :class:`FaceDetector`, or None (then
             :meth:`predict` needs ``boxes``).
         backend: ``"torch"`` or ``"onnx"``.
@@ -171,7 +173,7 @@ class FaceAligner:
 
     @classmethod
     def _build(cls, config: str, weights, backend: str, device: str):
-        from dsfnet.model import get_config
+        from dsfnet.model import create_model, get_config
 
         get_config(config)  # an unknown variant raises ValueError listing the valid names
         resolve_weights(config, backend, weights)  # fail fast, before building anything
@@ -180,7 +182,8 @@ class FaceAligner:
             from dsfnet.facemodel.uv import get_uv_layout
 
             layout = get_uv_layout(fm, get_config(config).uv_size)
-            runner = TorchRunner.from_weights(config, weights, device, face_model=fm, layout=layout)
+            model = create_model(config, fm, layout=layout, weights="shipped" if weights is None else weights)
+            runner = TorchRunner(model.to(device), device=device)
         else:
             runner = OnnxRunner.from_weights(config, weights)
         codec, triangles = cls._codec_for(runner, fm)

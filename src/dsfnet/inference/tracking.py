@@ -17,18 +17,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dsfnet.crop import box_from_detection, box_from_landmarks
+from dsfnet.geometry.rotation import nearest_rotation
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.smoothing import OneEuroFilter
 from dsfnet.io import read_image
 
-__all__ = ["FaceTracker", "nearest_rotation"]
-
-
-def nearest_rotation(m: np.ndarray) -> np.ndarray:
-    """The proper rotation closest (Frobenius) to a ``(3, 3)`` matrix, via SVD."""
-    u, _, vt = np.linalg.svd(np.asarray(m, dtype=np.float64))
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    return u @ np.diag([1.0, 1.0, d]) @ vt
+__all__ = ["FaceTracker"]
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -71,13 +71,19 @@ def open_video(source):
     return cap, info
 
 
-def iter_video_frames(source, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(frame_index, frame_rgb)`` from a video file or camera, index from 0.
+def iter_video_frames(source, max_frames: int | None = None, *, opened=None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame_index, frame_rgb)`` from a video file or camera, index from 0; the capture is released at the
+    end (also when the caller stops early).
 
+    Args:
+        source: a video file or a camera index (:func:`is_camera`).
+        max_frames: stop after this many frames (None: until the source ends).
+        opened: the ``(capture, VideoInfo)`` of :func:`open_video` for ``source``, when the caller needed the info
+            first (fps, frame count); None opens ``source`` here.
     Raises:
-        VideoReadError: the source cannot be opened, or a file yields no frame at all.
+        VideoReadError: the source cannot be opened, or it yields no frame at all.
     """
-    cap, _ = open_video(source)
+    cap, _ = open_video(source) if opened is None else opened
     try:
         i = 0
         while max_frames is None or i < max_frames:

@@ -1,20 +1,29 @@
 """``dsfnet.model``: the DSFNet network (crop → UV maps), the registry of its variants (:func:`register_model`
-adds a network), the input preprocessing (:mod:`~dsfnet.model.preprocess`) and weight helpers.
+adds a network), the input preprocessing (:mod:`~dsfnet.model.preprocess`) and its weights.
+
+:func:`create_model` is the one way to get a network: random (training), or with the shipped or a user's
+weights, validated strictly (``dsfnet.model.checkpoint``; where weights are looked up: ``dsfnet.model.weights``).
+The torch modules are imported on first use, so ``import dsfnet.model`` stays cheap.
 
 >>> sorted(list_models())
 ['lite', 'paper']
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from dsfnet.model.config import MODEL_CONFIGS, ModelConfig
-from dsfnet.model.dsfnet import BRANCHES, DSFNet, ImageStage
 from dsfnet.model.preprocess import images_to_input, preprocess, standardize
 from dsfnet.model.registry import create_model, get_config, list_models, register_model, unregister_model
 
+_LAZY = {
+    "BRANCHES": "dsfnet.model.dsfnet",
+    "DSFNet": "dsfnet.model.dsfnet",
+    "ImageStage": "dsfnet.model.dsfnet",
+}
+
 __all__ = [
-    "BRANCHES",
-    "DSFNet",
-    "ImageStage",
     "MODEL_CONFIGS",
     "ModelConfig",
     "create_model",
@@ -25,4 +34,12 @@ __all__ = [
     "register_model",
     "standardize",
     "unregister_model",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dsfnet.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from dsfnet.geometry.posmap import pos_scale
 from dsfnet.io.writers import AtomicFile
 
 FORMAT = "dsfnet-checkpoint"
@@ -46,7 +47,7 @@ def model_metadata(model: Any) -> dict:
         "model_config": cfg_dict,
         "input_size": int(cfg.input_size),
         "uv_size": int(cfg.uv_size),
-        "pos_scale": float(getattr(cfg, "pos_scale", cfg.input_size * 280.0 / 256.0)),
+        "pos_scale": float(getattr(cfg, "pos_scale", pos_scale(cfg.input_size))),
         "face_model_fingerprint": getattr(model, "face_model_fingerprint", None),
         "n_shape": int(getattr(model, "n_shape", 0)),
         "n_exp": int(getattr(model, "n_exp", 0)),
@@ -165,10 +166,8 @@ def load_checkpoint(path: str | os.PathLike, expected_variant: str | None = None
     Raises:
         FileNotFoundError, CheckpointError (a ValueError) on a malformed file or any mismatch.
 
-    Example (inference)::
-
-        ckpt = load_checkpoint("best.pt", expected_variant="lite")
-        model = create_model(ckpt["meta"]["variant"]); load_checkpoint("best.pt", "lite", model=model)
+    For inference, ``dsfnet.model.create_model("lite", weights="best.pt")`` rebuilds the recorded model and loads it
+    through this reader.
     """
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
@@ -191,14 +190,18 @@ def _load_into(model: torch.nn.Module, ckpt: Mapping, *, source: str, any_uv_siz
 
 
 def model_from_checkpoint(path: str | os.PathLike, expected_variant: str | None = None, *, face_model: Any = None,
-                          layout: Any = None) -> tuple[torch.nn.Module, dict]:
+                          layout: Any = None, **overrides: Any) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model a checkpoint records (its variant and ``ModelConfig`` fields) and load its weights strictly.
+
+    What ``dsfnet.model.create_model(name, weights=path)`` does; this also returns the checkpoint dict (for scripts
+    that rewrite checkpoints).
 
     Args:
         path: ``.pt`` file written by :func:`save_checkpoint`.
         expected_variant: refuse a different recorded variant.
         face_model: the ``FaceModel`` (None: the built-in one); its fingerprint must be the recorded one.
-        layout: its ``UVLayout``, used when its size is the recorded UV size (otherwise one is built).
+        layout: its ``UVLayout``, used when its size is the UV size built (otherwise one is built).
+        **overrides: ``ModelConfig`` fields to change on top of the recorded ones (the strict load still checks them).
     Returns:
         ``(model, checkpoint)``: the model in training mode (as :func:`dsfnet.model.create_model` returns it) and the
         checkpoint dict. Raises FileNotFoundError, CheckpointError as :func:`load_checkpoint`.
@@ -208,7 +211,7 @@ def model_from_checkpoint(path: str | os.PathLike, expected_variant: str | None 
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
     check_metadata(meta, expected_variant=expected_variant, source=str(path))
-    variant, recorded = meta.get("variant"), recorded_model_config(meta)
+    variant, recorded = meta.get("variant"), {**recorded_model_config(meta), **overrides}
     if face_model is None:
         from dsfnet.facemodel.model import load_face_model
 

@@ -12,8 +12,7 @@ from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C")
 
-#: position-map divisor of the reference at 256 (``pos_scale = input_size · 280 / 256``)
-_POS_RATE = 280.0 / 256.0
+from dsfnet.geometry.posmap import pos_scale
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class ModelConfig:
     @property
     def pos_scale(self) -> float:
         """Crop px per position-map unit: ``input_size · 280 / 256`` (140 at 128, 280 at 256)."""
-        return self.input_size * _POS_RATE
+        return pos_scale(self.input_size)
 
     def validate(self) -> None:
         """Raise ValueError on inconsistent sizes."""

@@ -7,7 +7,7 @@ units = model units × ``SHAPE_MAP_SCALE``. Posed maps are in the crop frame (y 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ from dsfnet.model.config import ModelConfig
 from dsfnet.model.fusion import FusionUNet
 from dsfnet.model.heads import DenseHeads, ModelSpaceHead
 from dsfnet.model.hrnet import HRNetLite
-from dsfnet.geometry import FLIP_Y, procrustes_rotation
+from dsfnet.geometry.frames import FLIP_Y_DIAG
+from dsfnet.geometry.posmap import SHAPE_MAP_SCALE, nose_cell
+from dsfnet.geometry.similarity import procrustes_rotation
 from dsfnet.model.lifting import (
     PointNet,
     fit_similarity,
@@ -30,13 +32,8 @@ from dsfnet.model.lifting import (
 )
 from dsfnet.model.mobilenet import MobileNetFPN
 
-from dsfnet.facemodel.uv import SHAPE_MAP_SCALE
-
-#: index of the nose tip among the 68 landmarks (its UV cell defines nose-relative depth)
-NOSE_LANDMARK = 30
 #: names of the branches ``forward`` can report
 BRANCHES = ("fused", "image", "model")
-_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))  # the y-flip F (owned by geometry.frames) as a diagonal
 
 
 def default_tm_statistics(input_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +53,7 @@ class ImageStage(nn.Module):
 
     Keys: ``grid (B,2,S,S)``, ``seg_logit``/``seg``/``conf_logit``/``conf``/``depth`` ``(B,1,S,S)`` (see
     :class:`~dsfnet.model.heads.DenseHeads`), ``msf (B,C_msf,S/32,S/32)``, ``shape_ms (B,Ks)``, ``exp_ms (B,Ke)``,
-    ``tm_ms_z (B,12)``. Exported to ONNX inside ``network.onnx`` and alone as ``image_stage.onnx`` (``dsfnet.model.export``).
+    ``tm_ms_z (B,12)``. Exported to ONNX inside ``network.onnx`` (``dsfnet.model.export``).
     """
 
     OUTPUTS = ("grid", "seg_logit", "seg", "conf_logit", "conf", "depth", "msf", "shape_ms", "exp_ms", "tm_ms_z")
@@ -135,7 +132,8 @@ class DSFNet(nn.Module):
         axis = (torch.arange(u, dtype=torch.float32) + 0.5) / (u / 2.0) - 1.0
         rows, cols = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("uv_coords", torch.stack([rows, cols]), persistent=False)  # (2, U, U): row, col in (-1, 1)
-        self.nose_cell = int(kpt[NOSE_LANDMARK, 0]) * u + int(kpt[NOSE_LANDMARK, 1])
+        nose_row, nose_col = nose_cell(kpt)
+        self.nose_cell = nose_row * u + nose_col  # flat index of the nose tip's cell: the depth reference
         self._map_shape = (3, u, u)  # Python ints: no size arithmetic in traced (ONNX) graphs
         tm_mean, tm_std = default_tm_statistics(config.input_size)
         self.register_buffer("tm_mean", _as_tensor(tm_mean).reshape(12))
@@ -191,19 +189,12 @@ class DSFNet(nn.Module):
         flat = torch.cat([shape, exp], dim=1) @ self.basis  # (B, 3·U·U)
         return flat.reshape(-1, *self._map_shape)
 
-    def nose_relative(self, posed: torch.Tensor) -> torch.Tensor:
-        """Subtract the z of the nose-tip cell: ``(B, 3, U, U) → (B, 3, U, U)``."""
-        z = posed[:, 2:3]
-        u = self.config.uv_size
-        z_nose = z[:, :, self.nose_cell // u:self.nose_cell // u + 1, self.nose_cell % u:self.nose_cell % u + 1]  # (B, 1, 1, 1)
-        return torch.cat([posed[:, :2], z - z_nose], dim=1)
-
     def pose_map(self, linear: torch.Tensor, translation: torch.Tensor, shape_map: torch.Tensor) -> torch.Tensor:
         """``linear · X + translation`` for every cell ``X`` of ``shape_map``, with nose-relative z, in one pass.
 
         ``linear (B, 3, 3)``, ``translation (B, 3)``, ``shape_map (B, 3, U, U)`` → ``(B, 3, U, U)``. The same as
-        :meth:`nose_relative` of the posed map (up to float rounding): the posed nose-tip z is subtracted from the
-        translation first, so the map is written once (a full-map pass fewer in the exported graph).
+        ``dsfnet.geometry.posmap.nose_relative`` of the posed map (up to float rounding): the posed nose-tip z is
+        subtracted from the translation first, so the map is written once (a full-map pass fewer in the exported graph).
         """
         x = flat_cells(shape_map)
         t = translation[:, :, None]
@@ -231,7 +222,7 @@ class DSFNet(nn.Module):
         (it is the fit of the six points ``±e_k`` onto their images under ``F·Tm[:, :3]``, whose cross-covariance
         is ``F·Tm[:, :3]/3``). ``Tm``'s linear part is ``s·F·R`` for a similarity, and then this returns exactly ``R``.
         """
-        flip = torch.tensor(_FLIP_DIAG, dtype=tm.dtype, device=tm.device)
+        flip = torch.tensor(FLIP_Y_DIAG, dtype=tm.dtype, device=tm.device)
         return procrustes_rotation(flip[:, None] * tm[:, :, :3], solver=self.alignment_solver)
 
     def _align(self, src: torch.Tensor, dst: torch.Tensor, weights):
@@ -257,13 +248,12 @@ class DSFNet(nn.Module):
             raise ValueError(f"DSFNet[{self.config.name}] expects (B, 3, {s}, {s}) standardised RGB, got {tuple(x.shape)}")
         return self.forward_from_heads(self.image_stage(x), branch=branch, return_all=return_all)
 
-    def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused", return_all: bool | None = None,
-                           pointnet: Callable[..., dict[str, torch.Tensor]] | None = None,
-                           fusion: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused",
+                           return_all: bool | None = None) -> dict[str, torch.Tensor]:
         """Everything after the image stage, from its outputs (spec §3.4–§3.11).
 
-        Used by :meth:`forward`, by training with ground-truth heads substituted (teacher forcing), by the
-        Appendix-A test, and by the ONNX path (``pointnet``/``fusion`` may be ONNX-runtime callables).
+        Used by :meth:`forward` (and so by the ONNX export), by training with ground-truth heads substituted (teacher
+        forcing) and by the Appendix-A test.
 
         Args:
             heads: :class:`ImageStage` outputs (``grid, seg, conf, depth, msf, shape_ms, exp_ms, tm_ms_z``).
@@ -278,8 +268,6 @@ class DSFNet(nn.Module):
         if branch not in BRANCHES:
             raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
         return_all = self.training if return_all is None else return_all
-        pointnet = self.pointnet if pointnet is None else pointnet
-        fusion = self.fusion if fusion is None else fusion
         cfg = self.config
         out: dict[str, torch.Tensor] = dict(heads) if return_all else {}
 
@@ -309,7 +297,7 @@ class DSFNet(nn.Module):
         uv = self.uv_coords.reshape(2, -1).T[cells]  # (B, N, 2), or (N, 2) for cells shared by the batch
         uv = uv.transpose(1, 2) if cells.dim() == 2 else uv.T.expand_as(picked_d[:, :2])
         points = torch.cat([to_mean.apply_points(picked_d) * mask[:, None], picked_c, uv], dim=1)  # (B, 6, N)
-        pn = pointnet(points, mask)
+        pn = self.pointnet(points, mask)
         # Both branches batched as channel pairs [image-space | model-space]: their offset maps in one pass over the
         # basis, their shape maps, and the two posed maps in one pose_map (rows [is, ms] per sample).
         u = cfg.uv_size
@@ -335,7 +323,7 @@ class DSFNet(nn.Module):
             face, rot = face_is, fit_is.rotation
         else:
             # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
-            o_raw, k_raw = fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
+            o_raw, k_raw = self.fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
             if cfg.fusion_residual:  # corrections on top of the two branches' mean
                 shape_f = o_raw + 0.5 * (shape_is_map + shape_ms_map)  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
                 kpt_f = k_raw + 0.5 * (face_is + face_ms)

@@ -14,11 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsfnet.geometry import FLIP_Y
+from dsfnet.geometry.frames import FLIP_Y_DIAG
 from dsfnet.geometry.similarity import NormalizedWeights, normalize_weights, similarity_from_moments, weighted_moments
-
-#: diagonal of the y-flip F between y-up model space and y-down image space (owned by geometry.frames)
-_FLIP_DIAG = tuple(float(v) for v in np.diag(FLIP_Y))
 
 
 @dataclass(frozen=True)
@@ -171,14 +168,14 @@ class FlipSimilarity:
 
 
 def fit_weights(weights: torch.Tensor, mask: torch.Tensor | None = None) -> NormalizedWeights:
-    """``(B, 1, U, U)`` / ``(B, U, U)`` weight maps (and an optional ``(U, U)`` {0, 1} cell mask, see
-    :func:`fit_similarity`) normalised once for several :func:`fit_similarity` calls with the same weights."""
+    """``(B, 1, U, U)`` / ``(B, U, U)`` weight maps normalised once for several :func:`fit_similarity` calls with the
+    same weights. With ``mask`` (``(U, U)`` {0, 1} cells to fit on) other cells get weight 0, and when no cell in it
+    has weight the fits fall back to uniform weights over the mask's cells (with ``well_posed`` False)."""
     return normalize_weights(weights.flatten(1), None if mask is None else mask.reshape(-1), weights.dtype)
 
 
 def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor | NormalizedWeights, *, flip: bool = True,
-                   detach: bool = False, index: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   solver: str = "svd") -> FlipSimilarity:
+                   detach: bool = False, solver: str = "svd") -> FlipSimilarity:
     """Confidence-weighted similarity fit between two UV maps, through :func:`dsfnet.geometry.weighted_umeyama`.
 
     With ``flip=True`` the two maps are in frames of opposite handedness (y-up model / shape-map space vs y-down
@@ -189,32 +186,19 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor |
         src: ``(B, 3, U, U)`` source map (every cell is a point).
         dst: ``(B, 3, U, U)`` target map, or ``(1, 3, U, U)`` shared by the batch (e.g. the mean face).
         weights: ``(B, 1, U, U)`` or ``(B, U, U)`` non-negative, cells with weight 0 do not count; or the
-            :func:`fit_weights` of such maps (then with neither ``index`` nor ``mask``: they are in it).
+            :func:`fit_weights` of such maps (e.g. restricted to the face-mask cells).
         flip: see above.
         detach: fit on detached inputs (no gradient through the similarity parameters).
-        index: optional ``(F,)`` int64 flat cells to fit on (e.g. the face-mask cells); cells outside it do not
-            count (same result as weight 0, cheaper).
-        mask: optional ``(U, U)`` {0, 1} cells to fit on, the alternative to ``index`` without gathering (faster
-            in ONNX Runtime): other cells get weight 0, and when no cell in it has weight the fit falls back to
-            uniform weights over the mask's cells (with ``well_posed`` False), exactly like ``index``.
         solver: ``"svd"`` or ``"quaternion"`` (ONNX-exportable), see :func:`dsfnet.geometry.weighted_umeyama`.
     Returns:
         :class:`FlipSimilarity`.
     """
     s, d = flat_cells(src), flat_cells(dst)  # (B, 3, U·U) columns: no transposed copies
-    if isinstance(weights, NormalizedWeights):
-        if index is not None or mask is not None:
-            raise ValueError("normalised weights already hold their mask; pass index/mask to fit_weights")
-        w = weights
-    else:
-        w = weights.flatten(1)
-        if index is not None:
-            s, d, w = take_cells(s, index), take_cells(d, index), take_cells(w, index)
-        w = normalize_weights(w, None if mask is None else mask.reshape(-1), src.dtype)
+    w = weights if isinstance(weights, NormalizedWeights) else normalize_weights(weights.flatten(1), None, src.dtype)
     if detach:
         s, d, w = s.detach(), d.detach(), w.detach()
     moments = weighted_moments(s, d, w)
-    f = torch.tensor(_FLIP_DIAG if flip else (1.0, 1.0, 1.0), dtype=torch.float64, device=src.device)
+    f = torch.tensor(FLIP_Y_DIAG if flip else (1.0, 1.0, 1.0), dtype=torch.float64, device=src.device)
     fit = similarity_from_moments(moments.scale_dst(f), solver=solver, dtype=src.dtype)  # F·dst, from the moments
     f = f.to(src.dtype)
     matrix = f[None, :, None] * fit.rotation  # F @ Q: F is diagonal, so it scales Q's rows
@@ -235,21 +219,6 @@ def van_der_corput(n: int) -> np.ndarray:
 
 def select_cells(valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
                  n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cells :func:`select_points` takes: ``cells`` (flat indices, ``(N',)`` shared by the batch when all face
-    cells are used, else ``(B, N')``) and ``mask (B, N')`` float {0, 1}. Gather any per-cell map at them with
-    :func:`gather_cells` (cheaper than gathering every feature map over all cells first)."""
-    ok = take_cells(valid, face_index)
-    if n_points <= 0 or n_points >= face_index.numel():
-        return face_index, ok
-    score = ok * (1.0 + priority[None])
-    # unsorted: the PointNet is order-invariant and the valid cells' priorities are distinct, so the same set of
-    # valid points (only which invalid, masked cells pad the set may differ); half the cost of a sorted top-k
-    pos = torch.topk(score, n_points, dim=1, sorted=False).indices
-    return face_index[pos], ok.gather(1, pos)
-
-
-def select_points(features: torch.Tensor, valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
-                  n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic point selection for the PointNet (spec §3.7 with §9.4's fix).
 
     Candidates are the face-mask cells. If ``n_points <= 0`` or ≥ the number of face cells, all of them are
@@ -258,17 +227,23 @@ def select_points(features: torch.Tensor, valid: torch.Tensor, face_index: torch
     are valid, all valid ones are kept and the rest is padding (mask 0).
 
     Args:
-        features: ``(B, C, U·U)`` per-cell point features.
         valid: ``(B, U·U)`` {0, 1}.
         face_index: ``(F,)`` int64 flat indices of the face cells.
         priority: ``(F,)`` distinct values in [0, 1).
         n_points: N.
     Returns:
-        ``points (B, C, N')`` and ``mask (B, N')`` float {0, 1}; ``N' = min(N, F)`` (or F when N ≤ 0). With
-        ``N < F`` the points come in no particular order (the PointNet is order-invariant).
-    """
-    cells, mask = select_cells(valid, face_index, priority, n_points)
-    return gather_cells(features, cells), mask
+        ``cells`` (flat indices: ``(F,)`` shared by the batch when all face cells are used, else ``(B, N)``, in no
+        particular order: the PointNet is order-invariant) and ``mask (B, N')`` float {0, 1}, ``N' = min(N, F)`` (or
+        F when N ≤ 0). Gather any per-cell map at them with :func:`gather_cells` (cheaper than gathering every
+        feature map over all cells first)."""
+    ok = take_cells(valid, face_index)
+    if n_points <= 0 or n_points >= face_index.numel():
+        return face_index, ok
+    score = ok * (1.0 + priority[None])
+    # unsorted: the PointNet is order-invariant and the valid cells' priorities are distinct, so the same set of
+    # valid points (only which invalid, masked cells pad the set may differ); half the cost of a sorted top-k
+    pos = torch.topk(score, n_points, dim=1, sorted=False).indices
+    return face_index[pos], ok.gather(1, pos)
 
 
 class PointNet(nn.Module):

@@ -11,8 +11,12 @@ channel. Two evaluations of that one formula:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by the torch paths only: the ONNX Runtime backend runs without it
+    import torch
 
 #: per-channel variance floor of the input standardisation
 STANDARDIZE_EPS = 1e-3
@@ -28,6 +32,8 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dim() != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
         raise ValueError(f"standardize expects float (B, 3, S, S) RGB in [0, 1], got {images.dtype} {tuple(images.shape)}")
+    import torch
+
     var, mean = torch.var_mean(images, dim=(2, 3), keepdim=True, correction=0)
     return (images - mean) / torch.sqrt(var + STANDARDIZE_EPS)
 

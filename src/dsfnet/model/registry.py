@@ -11,16 +11,19 @@ builder loads what it needs), and the module must have the interface of
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from dsfnet.model.config import MODEL_CONFIGS, ModelConfig, with_overrides
-from dsfnet.model.dsfnet import DSFNet
+
+if TYPE_CHECKING:  # torch is imported when a network is built, so listing variants and configs stays cheap
+    from torch import nn
+
+    from dsfnet.model.dsfnet import DSFNet
 
 #: ``build(config, face_model, layout) -> nn.Module``
-ModelBuilder = Callable[[Any, Any, Any], nn.Module]
+ModelBuilder = Callable[[Any, Any, Any], "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class RegisteredModel:
 def build_dsfnet(config: ModelConfig, face_model: Any = None, layout: Any = None) -> DSFNet:
     """A :class:`DSFNet` of ``config`` (random weights); None face model / layout: the built-in model and its
     layout at ``config.uv_size``."""
+    from dsfnet.model.dsfnet import DSFNet
+
     if face_model is None or layout is None:
         from dsfnet.facemodel import get_uv_layout, load_face_model  # imported lazily: built in parallel
 
@@ -79,15 +84,32 @@ def get_config(name: str, *, validate: bool = True, **overrides: Any) -> Any:
     return with_overrides(cfg, overrides, validate=validate) if overrides else cfg
 
 
-def create_model(name: str, face_model: Any | None = None, *, layout: Any | None = None, **overrides: Any) -> nn.Module:
-    """Build a registered variant with random weights.
+def create_model(name: str, face_model: Any | None = None, *, layout: Any | None = None,
+                 weights: str | os.PathLike | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered variant, with random weights or loaded ones (the one way to get a network).
 
     Args:
         name: ``"lite"`` or ``"paper"`` (see :func:`list_models`).
         face_model: a ``FaceModel``; None loads the built-in one (``dsfnet.facemodel.load_face_model()``).
         layout: its ``UVLayout`` at the config's ``uv_size``; None builds it with ``dsfnet.facemodel.get_uv_layout``.
+        weights: None: random weights. ``"shipped"``: the default weights of ``name`` (``$DSFNET_WEIGHTS`` when set,
+            else the checkpoint shipped in the package). A path: a ``.pt`` checkpoint, or a folder holding
+            ``<name>.pt``. Loaded weights rebuild the architecture the checkpoint records (its ``ModelConfig``
+            fields; ``overrides`` on top) and are loaded strictly: ``torch.load(weights_only=True)``, the recorded
+            variant must be ``name`` and the face model, input and UV sizes must match, every tensor must fit.
         **overrides: config fields to change (e.g. ``uv_size=64``).
     Returns:
-        The network in training mode (a :class:`DSFNet` for the built-in variants).
+        The network in training mode (a :class:`DSFNet` for the built-in variants; ``.eval()`` it for inference).
+    Raises:
+        ValueError: unknown variant. With ``weights``: ``dsfnet.model.weights.WeightsNotFoundError`` (no such file;
+        the message lists where it looked), ``dsfnet.model.checkpoint.CheckpointError`` (a ValueError: a malformed
+        file or a mismatch, naming both values).
     """
+    if weights is not None:
+        from dsfnet.model.checkpoint import model_from_checkpoint
+        from dsfnet.model.weights import resolve_weights
+
+        path = resolve_weights(name, "torch", None if str(weights) == "shipped" else weights)
+        model, _ = model_from_checkpoint(path, name, face_model=face_model, layout=layout, **overrides)
+        return model
     return _entry(name).build(get_config(name, **overrides), face_model, layout)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dsfnet.geometry import matrix_to_pose_para
+from dsfnet.geometry import flip_y_points, flip_y_rows, matrix_to_pose_para, nearest_rotation
 from dsfnet.teacher.constants import TEACHER_SIZE
 
 
@@ -33,11 +33,12 @@ def params_to_image_affine(params: np.ndarray, roi_box: Sequence[float]) -> np.n
     x0, y0, x1, y1 = (float(v) for v in list(roi_box)[:4])
     kx, ky = (x1 - x0) / TEACHER_SIZE, (y1 - y0) / TEACHER_SIZE
     k = (kx + ky) / 2
+    f = flip_y_rows(m)  # the crop frame is y up: F·[P | t]
     out = np.empty((3, 4))
     out[0] = kx * m[0]
     out[0, 3] = kx * (m[0, 3] - 1) + x0
-    out[1] = -ky * m[1]
-    out[1, 3] = ky * (TEACHER_SIZE - m[1, 3]) + y0
+    out[1] = ky * f[1]
+    out[1, 3] = ky * (f[1, 3] + TEACHER_SIZE) + y0
     out[2] = k * m[2]
     out[2, 3] = k * (m[2, 3] - 1)
     return out
@@ -54,16 +55,12 @@ def affine_to_pose_para(affine: np.ndarray, height: float, centroid: np.ndarray 
     The returned ``T`` is in the y-up frame before the flip: ``T = F·(a + (A−sR')·c − (0, H, 0))``.
     """
     a = np.asarray(affine, dtype=np.float64)
-    lin = a[:, :3].copy()
-    lin[1] *= -1  # the y-flip F (image y down -> y-up frame); F is its own inverse
+    lin = flip_y_rows(a[:, :3])  # F·A: image y down -> y-up frame
     cov = np.eye(3) if covariance is None else np.asarray(covariance, dtype=np.float64)
     c = np.zeros(3) if centroid is None else np.asarray(centroid, dtype=np.float64)
-    u, _, vt = np.linalg.svd(lin @ cov)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rot = u @ np.diag([1.0, 1.0, d]) @ vt
+    rot = nearest_rotation(lin @ cov)
     scale = float(np.trace(rot.T @ lin @ cov) / np.trace(cov))
-    t = a[:, 3].copy()
-    t[1] = height - t[1]  # y-up frame: image y = H - y_up
+    t = flip_y_points(a[:, 3], height)  # y-up frame: image y = H - y_up
     t = t + (lin - scale * rot) @ c  # keep the centroid where the affine puts it
     angles = matrix_to_pose_para(rot)
     return np.concatenate([angles, t, [scale]])

@@ -10,7 +10,7 @@ import numpy as np
 
 from dsfnet.data.fitting.contour import contour_candidates
 from dsfnet.data.fitting.options import CHIN, FitOptions, FitResult, JawMode
-from dsfnet.geometry import matrix_to_pose_para, pose_para_to_matrix
+from dsfnet.geometry import flip_y_points, matrix_to_pose_para, pose_para_to_matrix
 
 _GM_FLOOR = 0.02   # floor of the Geman-McClure scale, fraction of the face size d
 _GM_MAD_K = 3.0    # scale = max(floor, K · 1.4826 · median residual)
@@ -62,7 +62,7 @@ def _target(landmarks: np.ndarray, image_height: float, point_weights: np.ndarra
         raise ValueError(f"need at least 6 usable landmarks, got {int(used.sum())}")
     pw = np.where(used, pw, 0.0)
     y = np.where(used[:, None], y_img, 0.0)
-    y[:, 1] = image_height - y[:, 1]                     # y-up frame: q = s·R[:2]·v + t
+    y = flip_y_points(y, image_height)                   # y-up frame: q = s·R[:2]·v + t
     box = y[used].max(axis=0) - y[used].min(axis=0)
     d = float(np.sqrt(max(box[0], 1e-6) * max(box[1], 1e-6)))
     return _Target(y, pw, used, d, image_height)
@@ -221,8 +221,7 @@ class LandmarkFitter:
         weights = target.weights
         if robust:
             weights = target.weights * _geman_mcclure(err / target.size, target.used)
-        q_img = q.copy()
-        q_img[:, 1] = target.height - q_img[:, 1]
+        q_img = flip_y_points(q, target.height)
         angles = matrix_to_pose_para(rot)
         pose = np.array([angles[0], angles[1], angles[2], t[0], t[1], tz, scale])
         if not (np.isfinite(pose).all() and np.isfinite(coeffs).all()):
