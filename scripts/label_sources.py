@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dsfnet.geometry import landmarks
+
 ROOT = Path(__file__).resolve().parents[1]
-REGIONS = {"brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
+REGIONS = {name: range(68)[part] for name, part in landmarks.REGIONS.items()}
 SOURCES = ("teacher1", "teacher_tta", "dlib", "fused")
 
 

@@ -19,6 +19,15 @@ DEFINITIONS = [
     ("the weights lookup", r"^def (resolve_weights|default_weights_dir)\b|^class WeightsNotFoundError\b",
      "model/weights.py"),
     ("the ONNX Runtime session", r"^def ort_session\b|InferenceSession\(", "inference/onnx.py"),
+    ("the input standardisation", r"^\s*STANDARDIZE_EPS\s*=|^def (standardize|standardize_np|preprocess)\b",
+     "model/preprocess.py"),
+    ("the teacher's file names and environment variable",
+     r"=\s*\"(mb05_120x120\.pth|param_mean_std_62d_120x120\.pkl|DSFNET_TEACHER_DIR)\"", "teacher/constants.py"),
+    ("the teacher network", r"^class \w*Teacher\w*\(.*(nn\.Module|MobileNetV1Body)", "teacher/network.py"),
+    ("reading video frames", r"^\s*def iter_video_frames\b|cv2\.VideoCapture\(", "io/video.py"),
+    ("the 68-point index groups", r"=\s*(slice|np\.arange|range)\((0, )?17\)|=\s*(slice|np\.arange|range)\((17|48), 68\)",
+     "geometry/landmarks.py"),
+    ("the vertex normals", r"np\.add\.at\(\w+, \w+\[:, \w+\], fn\)|^def vertex_normals\b", "render/attributes.py"),
 ]
 
 

@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dsfnet.geometry import landmarks
+
 #: inner landmarks (brows, nose, eyes, mouth) of the 68-point iBUG order
-INNER = slice(17, 68)
-_EYE_IMAGE_LEFT = slice(36, 42)
-_EYE_IMAGE_RIGHT = slice(42, 48)
+INNER = landmarks.INNER
+_EYE_IMAGE_LEFT = landmarks.EYE_RIGHT  # the subject's right eye is on the image's left
+_EYE_IMAGE_RIGHT = landmarks.EYE_LEFT
 
 
 def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

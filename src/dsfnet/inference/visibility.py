@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dsfnet.geometry.landmarks import JAW
+
 __all__ = ["EXTERNAL_RADIUS", "JAW_INSET", "SELF_RADIUS", "external_visibility", "inset_jaw",
            "landmark_external_visibility", "open_depth", "sample_bilinear", "zbuffer_visibility", "zbuffer_visibility_of"]
 
@@ -30,8 +32,6 @@ __all__ = ["EXTERNAL_RADIUS", "JAW_INSET", "SELF_RADIUS", "external_visibility",
 EXTERNAL_RADIUS = 0.015
 #: how far inside the outline the jaw landmarks' external visibility is read, as a fraction of the crop side S
 JAW_INSET = 0.04
-#: the jaw (face outline) landmarks of the 68-point iBUG order
-JAW = slice(0, 17)
 #: neighbourhood radius of the self-occlusion test (:func:`zbuffer_visibility_of`), as a fraction of the crop side S
 SELF_RADIUS = 0.03
 

@@ -7,15 +7,17 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dsfnet.geometry import landmarks
+
 Convention = Literal["3d", "2d", "inner"]
 JawMode = Literal["fixed", "march", "drop"]
 
-#: the jaw (face outline) landmarks in the iBUG 68-point order
-JAW = np.arange(17)
-#: the 51 inner landmarks (brows, nose, eyes, mouth)
-INNER = np.arange(17, 68)
-#: jaw point that never marches (chin)
-CHIN = 8
+#: the jaw (face outline) landmarks (:data:`dsfnet.geometry.landmarks.JAW`) as an index array
+JAW = np.arange(68)[landmarks.JAW]
+#: the 51 inner landmarks (:data:`dsfnet.geometry.landmarks.INNER`) as an index array
+INNER = np.arange(68)[landmarks.INNER]
+#: jaw point that never marches
+CHIN = landmarks.CHIN
 
 
 @dataclass(frozen=True)
