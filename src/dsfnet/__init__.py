@@ -9,9 +9,7 @@ are imported on first use, so ``import dsfnet`` stays cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dsfnet._lazy import lazy_getattr
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -25,8 +23,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsfnet' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -13,9 +13,7 @@ This package imports nothing else from dsfnet.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dsfnet._lazy import lazy_getattr
 from dsfnet.geometry.euler import matrix_to_pose_para, pose_para_to_matrix
 from dsfnet.geometry.frames import (
     FLIP_Y,
@@ -54,8 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsfnet.geometry' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

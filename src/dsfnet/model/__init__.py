@@ -10,9 +10,7 @@ The torch modules are imported on first use, so ``import dsfnet.model`` stays ch
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dsfnet._lazy import lazy_getattr
 from dsfnet.model.config import MODEL_CONFIGS, ModelConfig
 from dsfnet.model.preprocess import images_to_input, preprocess, standardize
 from dsfnet.model.registry import create_model, get_config, list_models, register_model, unregister_model
@@ -38,8 +36,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsfnet.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -16,9 +16,7 @@ at start-up, and torch is heavy), as ``dsfnet`` itself does.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dsfnet._lazy import lazy_getattr
 from dsfnet.teacher.constants import ENV_TEACHER_DIR, N_PARAMS, TEACHER_SIZE, TEACHER_STATS, TEACHER_WEIGHTS
 
 _LAZY = {
@@ -46,8 +44,4 @@ _LAZY = {
 __all__ = ["ENV_TEACHER_DIR", "N_PARAMS", "TEACHER_SIZE", "TEACHER_STATS", "TEACHER_WEIGHTS", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsfnet.teacher' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

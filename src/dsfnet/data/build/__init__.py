@@ -67,9 +67,7 @@ start-up for :class:`BuildConfig`).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dsfnet._lazy import lazy_getattr
 from dsfnet.data.build.config import BuildConfig
 
 _LAZY = {
@@ -96,8 +94,4 @@ _LAZY = {
 __all__ = ["BuildConfig", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsfnet.data.build' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
