@@ -12,20 +12,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
+import timeit
 from pathlib import Path
 
 import numpy as np
 
 
 def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    fn()  # warm-up
+    return 1000 * statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def _per_line_obj(path: Path, v: np.ndarray, t: np.ndarray) -> None:
