@@ -1,4 +1,4 @@
-"""UV-space fusion UNet (spec §3.10): ``[P_is, P_ms, O_is, O_ms]`` + the model-space feature → ``O_f``, ``K_f``."""
+"""UV-space fusion UNet: ``[P_is, P_ms, O_is, O_ms]`` + the model-space feature → ``O_f``, ``K_f``."""
 from __future__ import annotations
 
 import torch
