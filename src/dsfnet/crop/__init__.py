@@ -39,7 +39,8 @@ def square_box(center_x: float, center_y: float, side: float) -> np.ndarray:
 
 
 def box_from_landmarks(points: np.ndarray, scale: float = LANDMARK_BOX_SCALE) -> np.ndarray:
-    """Square crop box from landmarks (``docs/CONVENTIONS.md``, "Crops"): centre of their bounding box, side ``scale·(w+h)/2``.
+    """Square crop box from landmarks: centre of their bounding box, side ``scale·(w+h)/2``
+    (``docs/CONVENTIONS.md``, "Crops").
 
     Args:
         points: ``(N, 2+)`` image pixels (x, y first).

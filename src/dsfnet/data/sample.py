@@ -4,8 +4,8 @@ This module owns both formats. A :class:`FaceSample` is what every data source i
 pseudo-labels, synthetic faces); the training-sample dict is what :class:`dsfnet.data.targets.TargetBuilder` makes
 from it and what augmentation, the crop cache, the losses and validation read.
 
-**FaceSample.** A :class:`FaceSample` is one face in one photo: the image (a path or an ``H×W×3`` uint8 RGB array), the
-3DMM parameters in **our** convention (``docs/CONVENTIONS.md``):
+**FaceSample.** A :class:`FaceSample` is one face in one photo: the image (a path or an ``H×W×3`` uint8 RGB
+array), the 3DMM parameters in **our** convention (``docs/CONVENTIONS.md``):
 
 * ``shape (Ks,)`` and ``exp (Ke,)``: **raw** coefficients (the scale of 300W-LP ``Shape_Para``/``Exp_Para``);
 * ``pose_para (7,)``: ``[pitch, yaw, roll (radians), tx, ty, tz, s]`` in the ``Pose_Para`` convention, in the

@@ -7,10 +7,11 @@ Errors are returned as **fractions** (multiply by 100 for the percentages printe
 * :func:`nme_2d`: mean x-y point error over ``sqrt(w·h)`` of the ground-truth points' x-y box (the 3DDFA /
   AFLW2000-3D 68-point protocol).
 * :func:`yaw_bins` / :func:`binned_mean`: |yaw| bins [0°, 30°], (30°, 60°], (60°, 90°+) and their balanced mean.
-* :func:`dense_nme` (the DSFNet evaluation code's dense NME): each set minus its own mean z, 3-D and x-y errors over ``sqrt`` of the GT x-y
-  box area.
-* :func:`reconstruction_nme` (the DSFNet evaluation code's ``rec``): similarity alignment with its scale rule (ratio of summed
-  distances to the first point), no reflection check, over the GT outer-eye-corner distance (36-45).
+* :func:`dense_nme` (the dense NME of DSFNet's evaluation code): each set minus its own mean z, 3-D and x-y
+  errors over ``sqrt`` of the GT x-y box area.
+* :func:`reconstruction_nme` (``rec`` of DSFNet's evaluation code): similarity alignment with that code's scale rule
+  (ratio of summed distances to the first point), no reflection check, over the GT outer-eye-corner distance
+  (36-45).
 * :func:`pose_errors` / :func:`pose_mae`: ``Pose_Para`` angles, |GT angle| > 99° excluded, no wrap-around.
 """
 from __future__ import annotations
@@ -173,8 +174,8 @@ def reference_similarity_align(pred, gt) -> np.ndarray:
 
 
 def reconstruction_nme(pred, gt, gt_landmarks) -> float:
-    """Reconstruction error ``rec`` of DSFNet's evaluation code: mean 3-D distance after :func:`reference_similarity_align`,
-    divided by the GT outer-eye-corner distance ``‖L36 − L45‖`` (3-D).
+    """Reconstruction error ``rec`` of DSFNet's evaluation code: mean 3-D distance after
+    :func:`reference_similarity_align`, divided by the GT outer-eye-corner distance ``‖L36 − L45‖`` (3-D).
 
     Args:
         pred, gt: ``(N, 3)`` dense vertices (same order).

@@ -212,7 +212,8 @@ class DSFNet(nn.Module):
         return tm[:, :, :3] * (1.0 / (SHAPE_MAP_SCALE * pos)), tm[:, :, 3] / pos
 
     def posed_from_tm(self, shape_map: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
-        """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z (the model-space branch's posed face).
+        """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z: the model-space branch's
+        posed face.
 
         ``shape_map (B, 3, U, U)`` sm units (model frame), ``tm (B, 3, 4)`` → ``(B, 3, U, U)`` pm units, crop frame.
         """

@@ -44,7 +44,8 @@ def point_error(pred: torch.Tensor, target: torch.Tensor, dim: int = 1) -> torch
 
 
 def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample mask-weighted mean of ``err``, then the batch mean (``MaskedMean``; image-space terms use ``M = seg_gt``).
+    """Per-sample mask-weighted mean of ``err``, then the batch mean (``MaskedMean``; the image-space terms use
+    ``mask = seg_gt``).
 
     Args:
         err: ``(B, *)`` per-pixel (or per-cell) error.
@@ -114,7 +115,8 @@ def grid_edges(triangles: torch.Tensor) -> torch.Tensor:
 
 
 def edge_loss(pred_shape: torch.Tensor, gt_shape: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """Mean ``|‖e_pred‖ − ‖e_gt‖|`` over the UV-grid edges (SADRNet's edge loss; optional, weight 0 by default).
+    """Mean ``|‖e_pred‖ − ‖e_gt‖|`` over the UV-grid edges (SADRNet's edge loss; optional, weight 0
+    by default).
 
     ``pred_shape``, ``gt_shape``: ``(B, 3, U, U)`` shape maps (O + mean, sm units); ``triangles (T, 3)`` flat cell ids.
     """
@@ -149,8 +151,8 @@ class LossWeights:
 
     The image-space, model-space and fusion weights (``grid`` … ``tm_ms``, ``kpt_f``, ``offset_f``) are those of
     DSFNet's development training code. Ours: the PointNet terms ``shape_is``/``exp_is`` (the model-space weights
-    again), the whole-face terms (``face_is``/``face_ms`` off, ``face_f`` ramped in late in training) and
-    SADRNet's ``edge``/``normal`` (off).
+    again), the whole-face terms (``face_is``/``face_ms``: 0 here, 0.5 in the lite and paper YAML configs;
+    ``face_f`` ramped in late in training) and SADRNet's ``edge``/``normal`` (0).
     """
 
     grid: float = 50.0
