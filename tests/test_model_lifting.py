@@ -1,4 +1,5 @@
-"""Scatter, alignment, point selection and PointNet of ``dsfnet.model.lifting``, and the spec Appendix-A check."""
+"""Scatter, alignment, point selection and PointNet of ``dsfnet.model.lifting``, and the ground-truth round trip
+(ground-truth heads and coefficients in, the ground-truth position map and rotation out)."""
 from __future__ import annotations
 
 import numpy as np
@@ -204,8 +205,8 @@ def _render_gt(layout, size: int, pos_scale: float, rot: np.ndarray, scale: floa
 
 
 @pytest.mark.parametrize("angles", [(0.2, -0.5, 0.1), (-0.3, 0.25, -0.4)])
-def test_appendix_a_gt_heads_recover_pose(angles) -> None:
-    """Spec Appendix A: GT seg/grid/depth + GT coefficients through scatter and alignment give P_gt and R."""
+def test_gt_heads_recover_pose(angles) -> None:
+    """Round trip: GT seg/grid/depth + GT coefficients through scatter and alignment give P_gt and R."""
     u, size = 64, 256
     fm, layout = synthetic_face(u)
     model = create_model("lite", fm, layout=layout, uv_size=u, input_size=size, fusion_input_stride=4).eval()
@@ -229,12 +230,12 @@ def test_appendix_a_gt_heads_recover_pose(angles) -> None:
     assert out["visible_cells"].item() > 0.3 * float(layout.face_mask.sum())
     r_est = out["rotation"][0].double().numpy()
     angle = np.arccos(np.clip((np.trace(r_est.T @ rot) - 1) / 2, -1, 1))
-    print(f"appendix A: rotation error {angle:.2e} rad")
+    print(f"GT heads: rotation error {angle:.2e} rad")
     assert angle < 1e-3, angle
     assert np.linalg.det(r_est) == pytest.approx(1.0, abs=1e-5)
     # P_is matches P_gt up to the quantisation of the image grid (dense NME-style, face cells)
     face = layout.face_mask
     err = np.linalg.norm(out["face_uvm"][0].numpy()[:, face] - p_gt[:, face], axis=0).mean()
     extent = np.sqrt(np.ptp(p_gt[0, face]) * np.ptp(p_gt[1, face]))
-    print(f"appendix A: P_is error {100 * err / extent:.3f}% of the face size")
+    print(f"GT heads: P_is error {100 * err / extent:.3f}% of the face size")
     assert err / extent < 3e-3, err / extent

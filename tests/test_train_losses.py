@@ -1,4 +1,4 @@
-"""Known-answer tests of the training losses (spec §6.1-6.2) and the stage schedule (§6.3)."""
+"""Known-answer tests of the training losses (``dsfnet.train.losses``) and the stage schedule."""
 from __future__ import annotations
 
 import math

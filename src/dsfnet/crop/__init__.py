@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-#: Spec §4.2: the crop side is this factor times the mean of the landmark box's width and height.
+#: the crop side is this factor times the mean of the landmark box's width and height (the landmark-box crop of
+#: SADRNet, PRNet and DSFNet, for training and the AFLW2000-3D evaluation; ``docs/CONVENTIONS.md``, "Crops")
 LANDMARK_BOX_SCALE = 1.5
 
 
@@ -38,7 +39,8 @@ def square_box(center_x: float, center_y: float, side: float) -> np.ndarray:
 
 
 def box_from_landmarks(points: np.ndarray, scale: float = LANDMARK_BOX_SCALE) -> np.ndarray:
-    """Square crop box from landmarks (spec §4.2): centre of their bounding box, side ``scale·(w+h)/2``.
+    """Square crop box from landmarks: centre of their bounding box, side ``scale·(w+h)/2``
+    (``docs/CONVENTIONS.md``, "Crops").
 
     Args:
         points: ``(N, 2+)`` image pixels (x, y first).

@@ -1,5 +1,9 @@
 """Occluders placed by the 68 landmarks, drawn to look like the real ones (face masks, hands, glasses, objects).
 
+One file on purpose: the six kinds are small drawers over the same private helpers (polygon fill, soft edges,
+skin and cloth fills, face size) behind one dispatcher, :func:`anchored_occluder`; split by kind they would share
+every helper across modules.
+
 Kinds (:data:`ANCHORED_KINDS`):
 
 * ``"facemask"``: a face mask over nose, mouth and chin. With :class:`MaskTemplates` (RGBA templates with six anchor

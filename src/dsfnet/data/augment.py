@@ -1,6 +1,6 @@
 """Augmentation of a training-sample dict (:mod:`dsfnet.data.targets`): geometry, flip, colour, blur.
 
-Geometric augmentation (spec §5.1, rotation / scale / translation) is one 2×3 similarity ``G`` of the crop
+Geometric augmentation (rotation, scale, translation) is one 2×3 similarity ``G`` of the crop
 about its centre. It is applied consistently:
 
 * ``image``: bilinear warp by ``G`` (black outside the old crop);
@@ -46,7 +46,12 @@ _RIDGE = 1e-3  # ridge of the mirrored-coefficient fit, relative to the mean dia
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Probabilities and ranges (defaults after spec §5.1; rotations in degrees, fractions of the crop)."""
+    """Probabilities and ranges (rotations in degrees, translations as fractions of the crop).
+
+    The defaults start from SADRNet's augmenter (translation ±10 %, rotation with probability 0.25, per-channel
+    gain 0.6–1.4 with probability 0.5) with a narrower rotation range, a wider scale range, a horizontal flip,
+    contrast, blur, noise and a higher occlusion rate.
+    """
 
     translate: float = 0.10        # ± fraction of S, x and y independently, always
     scale: float = 0.05            # 1 + U(−scale, scale), always

@@ -49,7 +49,7 @@ def cache_folder_name(split: str, crop_size: int, uv_size: int) -> str:
 
 
 def default_fields(crop_size: int, uv_size: int, n_shape: int, n_exp: int) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Field name → (per-record shape, dtype) of the training-sample dict (``docs``/INTERFACES "Training sample")."""
+    """Field name → (per-record shape, dtype) of the training-sample dict (keys, units: :mod:`dsfnet.data.sample`)."""
     s, u = int(crop_size), int(uv_size)
     return {
         "image": ((s, s, 3), "uint8"),

@@ -1,7 +1,11 @@
-"""The generic face-sample record every data source is converted to (300W-LP .mat, pseudo-labels, synthetic).
+"""The two records of a training face: the source record :class:`FaceSample` and the training-sample dict.
 
-A :class:`FaceSample` is one face in one photo: the image (a path or an ``H×W×3`` uint8 RGB array), the
-3DMM parameters in **our** convention (``docs/CONVENTIONS.md``):
+This module owns both formats. A :class:`FaceSample` is what every data source is converted to (300W-LP .mat,
+pseudo-labels, synthetic faces); the training-sample dict is what :class:`dsfnet.data.targets.TargetBuilder` makes
+from it and what augmentation, the crop cache, the losses and validation read.
+
+**FaceSample.** A :class:`FaceSample` is one face in one photo: the image (a path or an ``H×W×3`` uint8 RGB
+array), the 3DMM parameters in **our** convention (``docs/CONVENTIONS.md``):
 
 * ``shape (Ks,)`` and ``exp (Ke,)``: **raw** coefficients (the scale of 300W-LP ``Shape_Para``/``Exp_Para``);
 * ``pose_para (7,)``: ``[pitch, yaw, roll (radians), tx, ty, tz, s]`` in the ``Pose_Para`` convention, in the
@@ -16,6 +20,46 @@ Two storage forms, both written atomically (temp file in the same folder, then `
 * a JSON-lines index (:func:`write_index`/:func:`read_index`): one JSON object per line, images stay files;
   relative image paths are resolved against the index file's folder;
 * an npz shard (:func:`write_shard`/:func:`read_shard`): images embedded as arrays, fixed-size parameters.
+
+**Training-sample dict.** One face cropped for the network, with the ground truth of every head, as plain numpy
+arrays. S is the crop side (network input size), U the UV map side, Ks/Ke the face model's numbers of shape and
+expression coefficients. Units and frames are those of ``docs/CONVENTIONS.md``: *crop px* = pixels of the S×S
+crop (x right, y down, z toward the camera); *pm* = position-map units = crop px / ``pos_scale``
+(:mod:`dsfnet.geometry.posmap`); *sm* = shape-map units = model units × ``SHAPE_MAP_SCALE`` (1.5e-5). "Nose-relative"
+z means z minus the z at the nose tip's UV cell (landmark 30).
+
+=========== ================= ==========================================================================
+key         shape / dtype     meaning
+=========== ================= ==========================================================================
+image       (S, S, 3) uint8   RGB crop of the photo (bilinear warp; black outside the photo)
+posmap      (3, U, U) f32     posed position map P_gt: the face's vertices resampled into UV, pm units, crop
+                              frame, nose-relative z (:class:`dsfnet.decode.codec.UVCodec`); 0 in UV cells
+                              no vertex covers
+offset      (3, U, U) f32     pose-free offset map O_gt: ``(shape_basis·α + exp_basis·β)`` resampled into UV,
+                              sm units, model frame (y up); ``mean map + offset`` is the face's shape map
+shape       (Ks,) f32         normalised identity coefficients ``α / shape_std`` (dimensionless)
+exp         (Ke,) f32         normalised expression coefficients ``β / exp_std`` (dimensionless)
+tm          (3, 4) f32        affine from raw model units to crop px: ``tm[:, :3] @ v + tm[:, 3]`` (y down,
+                              nose-relative z); its 3×3 part is ``k·s·F·R`` (contains the y reflection F,
+                              so det < 0)
+grid        (2, S, S) f32     UV cell of the surface seen at each pixel, normalised: channel 0
+                              ``(col + 0.5)/(U/2) − 1``, channel 1 ``(row + 0.5)/(U/2) − 1``, in (−1, 1);
+                              0 where no triangle of the UV-grid mesh covers the pixel
+seg         (S, S) f32        {0, 1}: 1 where the nearest surface is a face triangle (all three cells in the
+                              UV face mask) and, after occlusion, no occluder covers it
+depth       (S, S) f32        z of the nearest surface, pm units, nose-relative; 0 where no surface
+landmarks   (68, 3) f32       the 68 keypoint vertices, crop px, nose-relative z
+pose        (3,) f32          ``[pitch, yaw, roll]`` radians of ``tm``'s rotation (``Pose_Para`` convention;
+                              equal to the photo's Pose_Para angles for a crop without augmentation)
+occluder    (S, S) f32        {0, 1}: 1 under a synthetic occluder (opacity ≥ 0.5). Only in augmented dicts:
+                              :func:`dsfnet.data.occlusion.occlude_sample` adds it, and
+                              :class:`dsfnet.data.augment.Augmenter` always does (zeros when none was drawn)
+=========== ================= ==========================================================================
+
+The keys :class:`~dsfnet.data.targets.TargetBuilder` writes are ``dsfnet.data.targets.SAMPLE_KEYS`` (all but
+``occluder``). The crop cache (:mod:`dsfnet.data.cache`) stores the dense maps as float16 and hands every float
+field back as float32, so a dict read from a cache has the dtypes above. The trainer's data loader stacks dicts
+into batches: the same keys with a leading batch dimension B, as torch tensors.
 """
 from __future__ import annotations
 

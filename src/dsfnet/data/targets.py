@@ -1,31 +1,15 @@
-"""Ground truth for every DSFNet head (spec §4.2–4.4) at crop size S and UV size U.
+"""Ground truth for every DSFNet head at crop size S and UV size U: crop, position and offset maps, Tm,
+coefficients, and the image-space maps ``seg``, ``grid``, ``depth``.
 
 From one photo and its 3DMM fit in our convention (raw ``shape (Ks,)``, ``exp (Ke,)``, ``Pose_Para (7,)`` in
-the photo's pixels) :class:`TargetBuilder` makes the training-sample dict of ``docs``/INTERFACES.md:
+the photo's pixels) :class:`TargetBuilder` makes the training-sample dict, keys :data:`SAMPLE_KEYS`. Every key's
+shape, dtype, unit and frame: :mod:`dsfnet.data.sample` (the owner of the format).
 
-=========== ================= ==========================================================================
-key         shape / dtype     meaning
-=========== ================= ==========================================================================
-image       (S, S, 3) uint8   RGB crop (bilinear warp of the photo, black outside it)
-posmap      (3, U, U) f32     P_gt: posed vertices in crop px / ``pos_scale``, nose-relative z
-                              (:class:`dsfnet.decode.codec.UVCodec`); 0 in uncovered cells
-offset      (3, U, U) f32     O_gt: ``(shape_basis·α + exp_basis·β)·1.5e-5`` in UV (shape-map units)
-shape, exp  (Ks,), (Ke,) f32  normalised coefficients ``α / shape_std``, ``β / exp_std``
-tm          (3, 4) f32        model units → crop px: ``crop = tm[:, :3] @ v + tm[:, 3]`` (y down, z
-                              nose-relative in crop px); its 3×3 part ``k·s·F·R`` has det < 0
-grid        (2, S, S) f32     UV cell seen at each pixel: ``(col + 0.5)/(U/2) − 1``, ``(row + 0.5)/(U/2) − 1``;
-                              0 where no UV-grid triangle covers the pixel
-seg         (S, S) f32        1 where the nearest surface is a face triangle (all 3 cells in the face mask)
-depth       (S, S) f32        z of the nearest surface in pm units (nose-relative); 0 where empty
-landmarks   (68, 3) f32       the 68 keypoint vertices in crop px (nose-relative z)
-pose        (3,) f32          [pitch, yaw, roll] radians of the crop (= Pose_Para angles for a plain crop)
-=========== ================= ==========================================================================
-
-The crop is :func:`dsfnet.crop.box_from_landmarks` of the 68 posed keypoint vertices (spec §4.2, our
-continuous variant: no integer casts). Image-space maps come from z-buffering the UV-grid mesh of the posed
-position map (``layout.grid_triangles``: the whole covered UV square, ears and neck included, so they
-occlude the face correctly) with :func:`dsfnet.render.rasterize`; :meth:`TargetBuilder.render_maps` is
-reused after geometric augmentation.
+The crop is :func:`dsfnet.crop.box_from_landmarks` of the 68 posed keypoint vertices (the landmark-box crop of
+``docs/CONVENTIONS.md``, "Crops", computed without rounding the box to integer pixels). Image-space maps come
+from z-buffering the UV-grid mesh of the posed position map (``layout.grid_triangles``: the whole covered UV
+square, ears and neck included, so they occlude the face correctly) with :func:`dsfnet.render.rasterize`;
+:meth:`TargetBuilder.render_maps` is reused after geometric augmentation.
 """
 from __future__ import annotations
 
@@ -36,6 +20,7 @@ from dsfnet.geometry import (FLIP_Y, decode_vertices, image_to_model_rotation, m
                              pose_para_to_image, pose_para_to_matrix)
 from dsfnet.render import interpolate, rasterize
 
+#: keys of the dict :meth:`TargetBuilder.build` returns (each described in :mod:`dsfnet.data.sample`)
 SAMPLE_KEYS = ("image", "posmap", "offset", "shape", "exp", "tm", "grid", "seg", "depth", "landmarks", "pose")
 
 

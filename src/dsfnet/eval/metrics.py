@@ -7,10 +7,11 @@ Errors are returned as **fractions** (multiply by 100 for the percentages printe
 * :func:`nme_2d`: mean x-y point error over ``sqrt(w·h)`` of the ground-truth points' x-y box (the 3DDFA /
   AFLW2000-3D 68-point protocol).
 * :func:`yaw_bins` / :func:`binned_mean`: |yaw| bins [0°, 30°], (30°, 60°], (60°, 90°+) and their balanced mean.
-* :func:`dense_nme`: spec §7.2: each set minus its own mean z, 3-D and x-y errors over ``sqrt`` of the GT x-y
-  box area.
-* :func:`reconstruction_nme`: spec §7.3: similarity alignment with the reference's scale rule (ratio of summed
-  distances to the first point), no reflection check, over the GT outer-eye-corner distance (36-45).
+* :func:`dense_nme` (the dense NME of DSFNet's evaluation code): each set minus its own mean z, 3-D and x-y
+  errors over ``sqrt`` of the GT x-y box area.
+* :func:`reconstruction_nme` (``rec`` of DSFNet's evaluation code): similarity alignment with that code's scale rule
+  (ratio of summed distances to the first point), no reflection check, over the GT outer-eye-corner distance
+  (36-45).
 * :func:`pose_errors` / :func:`pose_mae`: ``Pose_Para`` angles, |GT angle| > 99° excluded, no wrap-around.
 """
 from __future__ import annotations
@@ -128,7 +129,7 @@ def binned_mean(errors, yaw_deg) -> BinnedMean:
 
 
 def dense_nme(pred, gt) -> tuple[float, float]:
-    """Dense 3-D and 2-D NME over corresponding vertices (spec §7.2).
+    """Dense 3-D and 2-D NME over corresponding vertices, as DSFNet's evaluation code computes them.
 
     Each set has its own mean z subtracted; distances are 3-D (``nme3d``) and x-y (``nme2d``), averaged
     over the vertices and divided by ``sqrt(w·h)`` of the GT x-y box.
@@ -150,7 +151,7 @@ def dense_nme(pred, gt) -> tuple[float, float]:
 
 
 def reference_similarity_align(pred, gt) -> np.ndarray:
-    """Align ``pred`` onto ``gt`` like the DSFNet reference (spec §7.3).
+    """Align ``pred`` onto ``gt`` as DSFNet's evaluation code does before ``rec`` (kept for comparability).
 
     ``scale = Σ‖g_i − g_0‖ / Σ‖p_i − p_0‖`` (distances to the **first** point), the rotation from the SVD of
     the centred cross-covariance **without** a reflection check, the translation from the means.
@@ -173,8 +174,8 @@ def reference_similarity_align(pred, gt) -> np.ndarray:
 
 
 def reconstruction_nme(pred, gt, gt_landmarks) -> float:
-    """Reconstruction error ``rec`` (spec §7.3): mean 3-D distance after :func:`reference_similarity_align`,
-    divided by the GT outer-eye-corner distance ``‖L36 − L45‖`` (3-D).
+    """Reconstruction error ``rec`` of DSFNet's evaluation code: mean 3-D distance after
+    :func:`reference_similarity_align`, divided by the GT outer-eye-corner distance ``‖L36 − L45‖`` (3-D).
 
     Args:
         pred, gt: ``(N, 3)`` dense vertices (same order).

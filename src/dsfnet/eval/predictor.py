@@ -1,4 +1,4 @@
-"""The evaluation predictor protocol (``docs/INTERFACES``) and the predictors evaluation ships with.
+"""The evaluation predictor protocol (:class:`Predictor`, defined here) and the predictors evaluation ships with.
 
 A predictor turns an image plus a face location into a :class:`Prediction` in image pixels. It applies its
 **own** crop rule: from 68 ground-truth landmarks (the AFLW2000-3D protocol) or from a detector/user box.

@@ -12,7 +12,8 @@ from the model is deterministic and written down here:
 * **Face mask**: the cells whose centres are inside the face polygon (:func:`~dsfnet.facemodel.unwrap.face_polygon_uv`),
   grown by :data:`FACE_MASK_GROW` × its brow-to-chin height (so the jaw landmarks themselves are inside), and
   covered by the mesh. It spans forehead to chin and excludes ears and neck.
-* **Weight mask** (spec §2.4 flavour), with D = the distance in cells between landmark cells 36 and 45:
+* **Weight mask** (the levels of SADRNet's UV loss weights: landmarks 16, eyes/nose/mouth 12, rest 3), with
+  D = the distance in cells between landmark cells 36 and 45:
   16 within ``max(1, 0.025·D)`` cells of a landmark cell; 12 within ``0.12·D`` of an eye polygon
   (36..41, 42..47), within ``0.08·D`` of the nose polygon (27, 31..35) or within ``0.08·D`` of the outer
   lip polygon (48..59); 3 elsewhere in the face mask; 0 off the face mask.

@@ -1,7 +1,7 @@
 """Euler angles in the 300W-LP / AFLW2000-3D ``Pose_Para`` convention.
 
-Convention (DSFNET_SPEC §2.5, ``docs/CONVENTIONS.md``)
-------------------------------------------------------
+Convention (``docs/CONVENTIONS.md``, "Pose")
+-------------------------------------------
 Angles are **radians** here (degrees only at the public API). ``R = Rx(pitch) @ Ry(yaw) @ Rz(roll)`` with::
 
     Rx(a) = [[1, 0, 0], [0, cos a, sin a], [0, -sin a, cos a]]

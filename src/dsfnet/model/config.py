@@ -17,7 +17,9 @@ from dsfnet.geometry.posmap import pos_scale
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every size of a DSFNet variant (spec §3, §8.1).
+    """Every size of a DSFNet variant: the paper's network (``paper``) or the CPU variant (``lite``).
+
+    Which module builds which part: docs/ARCHITECTURE.md ("DSFNet's parts").
 
     Attributes:
         name: variant name.
@@ -138,7 +140,7 @@ def coerce_value(tp: Any, value: Any, where: str) -> Any:
 
 #: the registry: variant name -> configuration
 MODEL_CONFIGS: dict[str, ModelConfig] = {
-    # the paper's network (spec §3): HRNet-W18-lite, reference heads, flattened 8x8x8 global feature,
+    # the paper's network: HRNet-W18-lite, reference heads, flattened 8x8x8 global feature,
     # PointNet 64-64-64-128-1024 on 2048 points, UNet base 16 with 4 levels and two decoders
     "paper": ModelConfig(
         name="paper", input_size=256, uv_size=256, backbone="hrnet", backbone_widths=(18, 36, 72, 144), hrnet_blocks=4,
@@ -146,7 +148,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         pointnet_widths=(64, 64, 64, 128, 1024), pointnet_points=2048,
         fusion_levels=4, fusion_base=16, fusion_shared_decoder=False, fusion_residual=False,
     ),
-    # CPU variant (spec §8): MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
+    # CPU variant: MobileNetV1-0.5 (teacher-compatible) + FPN to stride 4, one shared light head
     # (conv3x3 48 ch at stride 4, 1x1 to 5 outputs, x4 bilinear),
     # GAP global feature, PointNet 32-64-128-256 on 128 points, UNet (base 8, 3 levels, shared decoder)
     # on the 3x-pooled 32x32 maps predicting residuals on top of the two branches' full-resolution mean.

@@ -1,5 +1,6 @@
-"""The DSFNet network (spec §3): image-space branch, model-space branch, visible-pixel lifting,
-PointNet completion, UV-space fusion and the confidence-weighted self-alignment.
+"""The DSFNet network: image-space branch, model-space branch, visible-pixel lifting, PointNet completion,
+UV-space fusion and the confidence-weighted self-alignment (which module builds which part:
+``docs/ARCHITECTURE.md``, "DSFNet's parts").
 
 Units (``docs/CONVENTIONS.md``): *pm* = position-map units = crop px / ``pos_scale``; *sm* = shape-map
 units = model units × ``SHAPE_MAP_SCALE``. Posed maps are in the crop frame (y down) with nose-relative z
@@ -40,7 +41,8 @@ def default_tm_statistics(input_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Plausible ``(mean, std)`` of Tm (each ``(3, 4)``, model units → crop px) before data statistics exist.
 
     Scale ``s0 = input_size / 1.8e5`` (a face ≈ 1.8e5 model units across the crop's face box), the y-flip in
-    the mean's linear part, translation at the crop centre; stds shaped like the spec §2.5 table.
+    the mean's linear part, translation at the crop centre; stds in proportion to Tm's spread over 300W-LP crops
+    (linear part ≈ 0.35·s0, translations 0.09–0.14 of the crop size).
     """
     s0 = input_size / 1.8e5
     mean = np.array([[s0, 0, 0, input_size / 2], [0, -s0, 0, input_size / 2], [0, 0, s0, 0.24 * input_size]])
@@ -143,7 +145,8 @@ class DSFNet(nn.Module):
         self.pointnet = PointNet(6, config.pointnet_widths, self.n_shape, self.n_exp)
         self.fusion = FusionUNet(12, config.msf_channels, config.fusion_base, config.fusion_levels, config.fusion_shared_decoder,
                                  input_stride=config.fusion_input_stride)
-        #: fit every similarity on detached inputs (spec §6.3: stop gradients through R early in training)
+        #: fit every similarity on detached inputs: set by the trainer for a stage's first ``detach_alignment_epochs``
+        #: (``dsfnet.train.schedule``), as the SVD's backward pass is unstable while singular values are nearly equal
         self.detach_alignment = False
         #: 3×3 solver of every similarity fit (``dsfnet.geometry.weighted_umeyama``): ``"svd"`` (training and the
         #: torch backend) or ``"quaternion"`` (SVD-free, same result; set by the ONNX export, which cannot trace an SVD)
@@ -209,7 +212,8 @@ class DSFNet(nn.Module):
         return tm[:, :, :3] * (1.0 / (SHAPE_MAP_SCALE * pos)), tm[:, :, 3] / pos
 
     def posed_from_tm(self, shape_map: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
-        """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z (spec §3.9).
+        """``P = Tm ∘ (shape_map / SHAPE_MAP_SCALE) / pos_scale`` with nose-relative z: the model-space branch's
+        posed face.
 
         ``shape_map (B, 3, U, U)`` sm units (model frame), ``tm (B, 3, 4)`` → ``(B, 3, U, U)`` pm units, crop frame.
         """
@@ -226,7 +230,7 @@ class DSFNet(nn.Module):
         return procrustes_rotation(flip[:, None] * tm[:, :, :3], solver=self.alignment_solver)
 
     def _align(self, src: torch.Tensor, dst: torch.Tensor, weights):
-        # weights: fit_weights(c_uv, face_mask): only face-mask cells take part (spec §3.5: valid ∧ face_mask)
+        # weights: fit_weights(c_uv, face_mask): only face-mask cells take part
         return fit_similarity(src, dst, weights, flip=True, detach=self.detach_alignment, solver=self.alignment_solver)
 
     # ------------------------------------------------------------------ forward
@@ -250,10 +254,11 @@ class DSFNet(nn.Module):
 
     def forward_from_heads(self, heads: dict[str, torch.Tensor], branch: str = "fused",
                            return_all: bool | None = None) -> dict[str, torch.Tensor]:
-        """Everything after the image stage, from its outputs (spec §3.4–§3.11).
+        """Everything after the image stage, from its outputs: lifting, both reconstructions, fusion, final alignment.
 
         Used by :meth:`forward` (and so by the ONNX export), by training with ground-truth heads substituted (teacher
-        forcing) and by the Appendix-A test.
+        forcing) and by the ground-truth round-trip test in ``tests/test_model_lifting.py`` (ground-truth heads in,
+        the ground-truth position map and rotation out).
 
         Args:
             heads: :class:`ImageStage` outputs (``grid, seg, conf, depth, msf, shape_ms, exp_ms, tm_ms_z``).
@@ -274,7 +279,7 @@ class DSFNet(nn.Module):
         tm = self.denormalize_tm(heads["tm_ms_z"])
         rotation_ms = self.model_rotation(tm)
         if branch == "model":
-            # model-space branch only (§3.9); its proper rotation is the one nearest to F·Tm[:, :3]
+            # model-space branch only; its proper rotation is the one nearest to F·Tm[:, :3]
             offset_ms = self.offsets(heads["shape_ms"], heads["exp_ms"])
             face_ms = self.posed_from_tm(offset_ms + self.mean_map, tm)
             if return_all:
@@ -283,14 +288,14 @@ class DSFNet(nn.Module):
             out.update(face_uvm=face_ms, rotation=rotation_ms, fallback=fallback)
             return out
 
-        # image-space branch: lift visible pixels (§3.4), pose-normalise (§3.6), PointNet (§3.7), re-pose (§3.8)
+        # image-space branch: lift visible pixels, pose-normalise them onto the mean face, PointNet, re-pose
         lifted = scatter_to_uv(heads["grid"], heads["seg"], heads["conf"], heads["depth"], uv_size=cfg.uv_size,
                                pos_scale=cfg.pos_scale, face_mask=self.face_mask, threshold=cfg.seg_threshold)
         d_uv, c_uv, m_uv = lifted.d_uv, lifted.c_uv, lifted.m_uv
         fallback = lifted.count < cfg.min_visible_cells
         weights = fit_weights(c_uv, self.face_mask)  # the confidence weights of all three fits, normalised once
         to_mean = self._align(d_uv, self.mean_map[None], weights)
-        # PointNet input (§3.7) at the selected cells only: [pose-normalised d_uv (zero where not filled), c_uv,
+        # PointNet input at the selected cells only: [pose-normalised d_uv (zero where not filled), c_uv,
         # the cell's UV coordinates] (selecting first and transforming the selected points gives the same points)
         cells, mask = select_cells(m_uv.flatten(1), self.face_index, self.point_priority, cfg.pointnet_points)
         picked_d, picked_c = gather_cells(flat_cells(d_uv), cells), gather_cells(flat_cells(c_uv), cells)
@@ -322,7 +327,7 @@ class DSFNet(nn.Module):
         if branch == "image":
             face, rot = face_is, fit_is.rotation
         else:
-            # fusion in UV space (§3.10) and the final confidence-weighted self-alignment (§3.11)
+            # fusion in UV space and the final confidence-weighted self-alignment
             o_raw, k_raw = self.fusion(torch.cat([posed, offsets], dim=1), heads["msf"])  # [P_is, P_ms, O_is, O_ms]
             if cfg.fusion_residual:  # corrections on top of the two branches' mean
                 shape_f = o_raw + 0.5 * (shape_is_map + shape_ms_map)  # O_f + mean, as O_f = o_raw + ½(O_is + O_ms)
@@ -334,7 +339,8 @@ class DSFNet(nn.Module):
             if return_all:
                 offset_f = o_raw + 0.5 * (offset_is + offset_ms) if cfg.fusion_residual else o_raw
                 out.update(offset_f=offset_f, kpt_f=kpt_f, face_f=face, rotation_f=rot)
-        # empty-visibility guard (§9.9): no silent "all visible"; report the model-space branch and flag it
+        # empty-visibility guard: too few visible cells never silently count as "all visible" (the reference code's
+        # fallback); report the model-space branch and flag it
         out["face_uvm"] = torch.where(fallback.reshape(-1, 1, 1, 1), face_ms, face)
         out["rotation"] = torch.where(fallback.reshape(-1, 1, 1), rotation_ms, rot)
         out["fallback"] = fallback

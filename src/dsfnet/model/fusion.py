@@ -1,4 +1,9 @@
-"""UV-space fusion UNet (spec §3.10): ``[P_is, P_ms, O_is, O_ms]`` + the model-space feature → ``O_f``, ``K_f``."""
+"""UV-space fusion UNet: ``[P_is, P_ms, O_is, O_ms]`` + the model-space feature → ``O_f``, ``K_f``.
+
+``P_is``/``P_ms``: the posed faces of the image- and model-space branches (pm units, crop frame); ``O_is``/``O_ms``:
+their offset maps (sm units, model frame); ``O_f``, ``K_f``: the fused offset map and posed map, whose weighted
+self-alignment gives the final face (units and the whole forward pass: :mod:`dsfnet.model.dsfnet`).
+"""
 from __future__ import annotations
 
 import torch

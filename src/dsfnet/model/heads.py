@@ -1,4 +1,5 @@
-"""Image-space dense heads (spec §3.2) and the model-space head (spec §3.3)."""
+"""The image-space dense heads (per-pixel UV correspondence ``grid``, visible-face ``seg`` with the confidence,
+``depth``) and the model-space head (global 3DMM coefficients and pose ``Tm``); see ``docs/ARCHITECTURE.md``."""
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,7 @@ class ReferenceDenseHead(nn.Module):
 
 
 class LightDenseHead(nn.Module):
-    """CPU layout (``lite``, spec §8.1): [1×1 reduce], conv3×3 + BN + ReLU at the feature stride,
+    """CPU layout (``lite``): [1×1 reduce], conv3×3 + BN + ReLU at the feature stride,
     bilinear upsampling to the input size, conv1×1 → ``c_out``.
 
     The 1×1 output conv and the bilinear upsampling are both linear (and bilinear weights sum to 1), so they
@@ -94,7 +95,7 @@ class DenseHeads(nn.Module):
 
 
 class ModelSpaceHead(nn.Module):
-    """Global regression of normalised 3DMM coefficients and a z-scored Tm (spec §3.3, §8.1).
+    """Global regression of normalised 3DMM coefficients and a z-scored Tm (the model-space branch's head).
 
     ``forward``: ``(B, c_in, h, w)`` stride-32 feature → dict of
 

@@ -1,5 +1,5 @@
-"""HRNet-W18-lite backbone (spec §3.1), written from the description: one module per stage, four
-BasicBlocks per branch, branch widths 18/36/72/144 at strides 4/8/16/32.
+"""HRNet-W18-lite backbone of the ``paper`` variant, after DSFNet's reference network: one module per stage
+(standard HRNet-W18 has 1/4/3), four BasicBlocks per branch, branch widths 18/36/72/144 at strides 4/8/16/32.
 
 Input ``(B, 3, S, S)`` standardised RGB (S divisible by 32). ``forward_features`` returns
 
@@ -70,7 +70,7 @@ class HRNetLite(nn.Module):
 
     Args:
         widths: branch widths, default (18, 36, 72, 144).
-        blocks: BasicBlocks per branch in every stage (4 in the reference; the spec's CPU variant allows 2).
+        blocks: BasicBlocks per branch in every stage (4 in the reference; 2 is a cheaper CPU option).
         stem_width: channels of the two stride-2 stem convs (64).
     """
 

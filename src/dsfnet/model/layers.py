@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: BatchNorm momentum of the HRNet reference (spec §3.1)
+#: BatchNorm momentum of the HRNet reference implementation (used by every HRNet block)
 HRNET_BN_MOMENTUM = 0.01
 
 

@@ -1,5 +1,7 @@
-"""Image → UV lifting (spec §3.4–§3.8): scatter of visible pixels, confidence-weighted similarity
-alignment with the explicit y-flip, point selection and the PointNet.
+"""Image → UV lifting, the image-space branch's path from pixels to a complete face: scatter of the visible
+pixels into UV, confidence-weighted similarity alignment with the explicit y-flip, point selection and the
+PointNet (DSFNet's parts and their modules: ``docs/ARCHITECTURE.md``; how :class:`dsfnet.model.dsfnet.DSFNet`
+chains them: its ``forward_from_heads``).
 
 Everything here is tensor ops without data-dependent Python control flow (the scatter is
 ``scatter_reduce`` + ``gather``), so it traces; the alignment calls :func:`dsfnet.geometry.weighted_umeyama`,
@@ -20,7 +22,7 @@ from dsfnet.geometry.similarity import NormalizedWeights, normalize_weights, sim
 
 @dataclass(frozen=True)
 class UVScatter:
-    """Visible image points lifted into UV (spec §3.4).
+    """Visible image points lifted into UV: the output of :func:`scatter_to_uv`.
 
     Attributes:
         d_uv: ``(B, 3, U, U)`` position-map units ``[x/pos_scale, y/pos_scale, depth]`` (crop frame, nose-relative
@@ -85,11 +87,14 @@ def grid_to_cells(grid: torch.Tensor, uv_size: int) -> torch.Tensor:
 
 def scatter_to_uv(grid: torch.Tensor, seg: torch.Tensor, conf: torch.Tensor, depth: torch.Tensor, *, uv_size: int,
                   pos_scale: float, face_mask: torch.Tensor, threshold: float = 0.5) -> UVScatter:
-    """Scatter the visible pixels into a sparse UV position map (spec §3.4, with the §9 fixes).
+    """Scatter the visible pixels into a sparse UV position map.
 
     A pixel ``(r, c)`` takes part if ``seg > threshold`` and its predicted cell lies inside ``face_mask``
     (background never writes anywhere). Collision rule (deterministic): per cell, keep the pixel with the
-    highest ``conf``; among equal confidences, the lowest flat pixel index. The choice is not differentiable
+    highest ``conf``; among equal confidences, the lowest flat pixel index. Cells no visible pixel reaches stay
+    empty (0, confidence 0): occluded and self-occluded parts of the face are never filled in image space. (The
+    DSFNet reference code lets background pixels write into one cell, has empty cells read an image corner and
+    keeps an arbitrary pixel on collisions; all three are avoided here.) The choice is not differentiable
     (discrete indices); the gathered depth and confidence are (gradients reach the depth and conf heads).
 
     Args:
@@ -219,7 +224,7 @@ def van_der_corput(n: int) -> np.ndarray:
 
 def select_cells(valid: torch.Tensor, face_index: torch.Tensor, priority: torch.Tensor,
                  n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic point selection for the PointNet (spec §3.7 with §9.4's fix).
+    """Deterministic point selection for the PointNet (the reference code draws random points, at inference too).
 
     Candidates are the face-mask cells. If ``n_points <= 0`` or ≥ the number of face cells, all of them are
     used (invalid ones masked). Otherwise the ``n_points`` valid cells of highest fixed ``priority`` are kept
@@ -247,7 +252,7 @@ def select_cells(valid: torch.Tensor, face_index: torch.Tensor, priority: torch.
 
 
 class PointNet(nn.Module):
-    """Permutation-invariant regression of normalised 3DMM coefficients from visible UV points (spec §3.7).
+    """Permutation-invariant regression of normalised 3DMM coefficients from visible UV points.
 
     Shared per-point MLP (Conv1d 1×1 + BN + ReLU per width), max-pool over the **unmasked** points, linear heads.
     ``forward(points (B, C_in, N), mask (B, N))`` → ``{"shape_is": (B, Ks), "exp_is": (B, Ke), "pointnet_feature": (B, widths[-1])}``.

@@ -1,4 +1,4 @@
-"""MobileNetV1-style backbone with a small FPN (the ``lite`` variant, spec §8.1).
+"""MobileNetV1-style backbone with a small FPN (the backbone of the CPU variant ``lite``).
 
 The body is layer-for-layer the 3DDFA_V2 MobileNetV1 (``conv1``/``bn1`` then 13 depthwise-separable blocks
 ``dw2_1 … dw6``), so at width 0.5 every tensor has the teacher checkpoint's shape: the teacher's network is this

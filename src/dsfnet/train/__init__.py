@@ -1,4 +1,4 @@
-"""``dsfnet.train``: losses (spec §6), configuration, checkpoints and the (distributed) trainer.
+"""``dsfnet.train``: losses (:mod:`dsfnet.train.losses`), configuration, checkpoints and the (distributed) trainer.
 
 Heavy modules are imported on use; :func:`load_checkpoint` is the one strict loader for weights.
 """

@@ -87,7 +87,8 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    """Adam with linear warm-up ``lr_base → lr_peak`` over ``warmup_epochs`` then ×``decay`` per epoch (spec §6.3)."""
+    """Adam with linear warm-up ``lr_base → lr_peak`` over ``warmup_epochs`` then ×``decay`` per epoch
+    (the shape of SADRNet's schedule; the steps: :mod:`dsfnet.train.schedule`)."""
 
     epochs: float = 10.0
     lr_base: float = 1e-5

@@ -1,11 +1,11 @@
-"""DSFNet training losses (spec §6.1–6.2) as pure functions, plus the staged schedule of §6.3.
+"""DSFNet training losses as pure functions (primitives, terms, weights), plus the staged schedule A → B → C.
 
 Units (``docs/CONVENTIONS.md``): ``grid`` is the normalised UV cell coordinate in (−1, 1); ``depth``,
 posed UV maps (``posmap``/P_gt, ``kpt_f``, ``face_*``) are position-map (pm) units with nose-relative z;
 offset maps (``offset``/O_gt, ``offset_f``) are shape-map (sm) units; coefficients are normalised
 (α/σ, β/σ); Tm is compared z-scored with the model's ``tm_mean``/``tm_std`` (12 values, row-major 3×4).
 
-Primitives (spec §6.1), per cell/pixel error ``Δ = sqrt(Σ_ch (y − ŷ)² + 1e-8)``:
+Primitives, on the per cell/pixel error ``Δ = sqrt(Σ_ch (y − ŷ)² + 1e-8)``:
 
 * :func:`masked_mean`: ``(1/B) Σ_b Σ_p M_b(p) Δ_b(p) / Σ_p M_b(p)`` (a sample with an empty mask adds 0);
 * :func:`face_rse`: mean of Δ over the UV face mask, per sample, then batch mean;
@@ -24,9 +24,9 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-#: the ε inside every square root (spec §6.1)
+#: the ε inside every square root of the primitives
 EPS = 1e-8
-#: temperature of the confidence targets (spec §6.1)
+#: temperature α of the confidence targets ``exp(−error/α)``
 CONF_ALPHA = 0.05
 
 #: every term the trainer knows, in logging order
@@ -44,7 +44,8 @@ def point_error(pred: torch.Tensor, target: torch.Tensor, dim: int = 1) -> torch
 
 
 def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample mask-weighted mean of ``err``, then the batch mean (spec §6.1 ``MaskedMean``).
+    """Per-sample mask-weighted mean of ``err``, then the batch mean (``MaskedMean``; the image-space terms use
+    ``mask = seg_gt``).
 
     Args:
         err: ``(B, *)`` per-pixel (or per-cell) error.
@@ -60,13 +61,13 @@ def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def face_rse(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor) -> torch.Tensor:
-    """Mean Δ over the UV face mask (spec ``FaceRSE``): ``(B, C, U, U)`` twice, ``face_mask (U, U)`` → scalar."""
+    """Mean Δ over the UV face mask (``FaceRSE``): ``(B, C, U, U)`` twice, ``face_mask (U, U)`` → scalar."""
     return masked_mean(point_error(pred, target), face_mask)
 
 
 def face_weighted_rse(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor,
                       weight_mask: torch.Tensor) -> torch.Tensor:
-    """``(1/|mask|) Σ_{mask} w·Δ`` per sample, then batch mean (spec ``FaceWeightedRSE``).
+    """``(1/|mask|) Σ_{mask} w·Δ`` per sample, then batch mean (``FaceWeightedRSE``).
 
     ``pred``, ``target``: ``(B, C, U, U)``; ``face_mask``, ``weight_mask``: ``(U, U)``.
     """
@@ -114,7 +115,8 @@ def grid_edges(triangles: torch.Tensor) -> torch.Tensor:
 
 
 def edge_loss(pred_shape: torch.Tensor, gt_shape: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """Mean ``|‖e_pred‖ − ‖e_gt‖|`` over the UV-grid edges (spec §6.1, optional).
+    """Mean ``|‖e_pred‖ − ‖e_gt‖|`` over the UV-grid edges (SADRNet's edge loss; optional, weight 0
+    by default).
 
     ``pred_shape``, ``gt_shape``: ``(B, 3, U, U)`` shape maps (O + mean, sm units); ``triangles (T, 3)`` flat cell ids.
     """
@@ -126,7 +128,8 @@ def edge_loss(pred_shape: torch.Tensor, gt_shape: torch.Tensor, triangles: torch
 
 
 def normal_loss(pred_shape: torch.Tensor, gt_shape: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """Mean ``|cos(pred edge, GT normal)|`` over UV-grid triangles and their 3 edges (spec §6.1, optional)."""
+    """Mean ``|cos(pred edge, GT normal)|`` over UV-grid triangles and their 3 edges (SADRNet's normal loss;
+    optional, weight 0 by default)."""
     t = triangles.long()
     p, g = pred_shape.flatten(2), gt_shape.flatten(2)
     g0, g1, g2 = g[:, :, t[:, 0]], g[:, :, t[:, 1]], g[:, :, t[:, 2]]
@@ -144,7 +147,13 @@ def normal_loss(pred_shape: torch.Tensor, gt_shape: torch.Tensor, triangles: tor
 
 @dataclass
 class LossWeights:
-    """Weight of every term (spec §6.2). ``face_f`` is the weight reached at the end of its ramp."""
+    """Weight of every term. ``face_f`` is the weight reached at the end of its ramp.
+
+    The image-space, model-space and fusion weights (``grid`` … ``tm_ms``, ``kpt_f``, ``offset_f``) are those of
+    DSFNet's development training code. Ours: the PointNet terms ``shape_is``/``exp_is`` (the model-space weights
+    again), the whole-face terms (``face_is``/``face_ms``: 0 here, 0.5 in the lite and paper YAML configs;
+    ``face_f`` ramped in late in training) and SADRNet's ``edge``/``normal`` (0).
+    """
 
     grid: float = 50.0
     seg: float = 1.0
@@ -184,7 +193,12 @@ class Stage:
 
 
 def default_stages() -> list[Stage]:
-    """Spec §6.3 recommended: A (30 %: image + model-space heads), B (to 60 %: + PointNet), C (rest: + fusion)."""
+    """A (30 %: image + model-space heads), B (to 60 %: + PointNet), C (rest: + fusion).
+
+    Staged because the scatter is discrete and the similarity fits' SVD is unstable early: B lifts with ground-truth
+    ``seg``/``grid`` at first (teacher forcing 1 → 0) and detaches the fits for its first epoch; C trains
+    everything end to end at half the learning rate.
+    """
     a = ["grid", "seg", "depth", "conf", "shape_ms", "exp_ms", "tm_ms"]
     b = a + ["shape_is", "exp_is", "face_is"]
     c = b + ["face_ms", "kpt_f", "offset_f", "face_f", "edge", "normal"]
