@@ -16,7 +16,7 @@ SCANNED = ("src", "testing", "benchmarks", "scripts")
 TEXT_SUFFIXES = {".py", ".yaml", ".yml", ".md", ".txt", ".cfg", ".toml", ".json", ".rst"}
 
 #: citations of documents the repository lacks
-FORBIDDEN = re.compile(r"spec\s*§|§\s*\d|DSFNET_SPEC|INTERFACES\.md|docs(?:``)?/INTERFACES", re.IGNORECASE)
+FORBIDDEN = re.compile(r"spec\s*§|\bspec\s+\d|§\s*\d|DSFNET_SPEC|INTERFACES\.md|docs(?:``)?/INTERFACES", re.IGNORECASE)
 #: ``docs/NAME.md``, ``docs/NAME`` or the split form ``docs``/NAME.md, not inside another path or a URL
 DOC_REF = re.compile(r"(?<![\w/.\-])docs(?:``)?/([A-Za-z][\w\-]*)(\.md)?")
 

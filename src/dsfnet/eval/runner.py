@@ -137,8 +137,8 @@ def run(predictors: Sequence, dataset, coverages: Sequence[float] = (0.0,), seed
             "yaw_bins": "|GT yaw| in [0,30], (30,60], (60,90] (last bin also holds |yaw|>90); empty bins are null "
                         "and excluded from balanced_pct",
             "dense": dataset.dense_note or "no face model: dense metrics not computed",
-            "dense_nme": "spec 7.2: own mean z removed, mean distance / sqrt(x-y box area of the GT face region)",
-            "rec": "spec 7.3: similarity-aligned (scale from summed distances to the first point, no reflection "
+            "dense_nme": "as DSFNet's evaluation code: own mean z removed, mean distance / sqrt(x-y box area of the GT face region)",
+            "rec": "as DSFNet's evaluation code: similarity-aligned (scale from summed distances to the first point, no reflection "
                    "check), mean 3-D distance / GT outer-eye-corner distance (36-45), percent",
             "pose": "Pose_Para pitch/yaw/roll degrees; images with any |GT angle| > 99 excluded; no wrap-around",
             "occlusion": "synthetic occluders over the given fraction of the GT landmark box, seed*100003+index",

@@ -52,7 +52,7 @@ def model_metadata(model: Any) -> dict:
         "n_shape": int(getattr(model, "n_shape", 0)),
         "n_exp": int(getattr(model, "n_exp", 0)),
         "coef_normalisation": "std",
-        "input_normalisation": "per-image per-channel standardisation of RGB in [0, 1] (spec 1.3)",
+        "input_normalisation": "per-image per-channel standardisation of RGB in [0, 1] (dsfnet.model.preprocess)",
         "tm_mean": None if tm_mean is None else [float(v) for v in tm_mean.reshape(-1)],
         "tm_std": None if tm_std is None else [float(v) for v in tm_std.reshape(-1)],
         "torch": str(torch.__version__),
