@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dsfnet.data.cache import CacheWriter, CropCache, default_fields
-from dsfnet.data.sample import FaceSample, read_index, read_shard, write_index, write_shard
+from dsfnet.data.sample import FaceSample, read_index, write_index
 
 
 def make_sample(tmp_path, i: int, with_file: bool = True) -> FaceSample:
@@ -40,18 +40,6 @@ def test_index_round_trip(tmp_path):
         np.testing.assert_allclose(b.landmarks, a.landmarks, atol=1e-4)
         assert (b.identity, b.source, b.landmark_convention, b.image_height) == (a.identity, a.source, "2d", 20)
         np.testing.assert_array_equal(b.load_image(), a.load_image())
-
-
-def test_shard_round_trip(tmp_path):
-    samples = [make_sample(tmp_path, i, with_file=False) for i in range(2)]
-    samples[1].landmarks = None
-    samples[1].landmark_convention = None
-    write_shard(samples, tmp_path / "s.npz")
-    back = read_shard(tmp_path / "s.npz")
-    np.testing.assert_array_equal(back[0].image, samples[0].image)
-    np.testing.assert_allclose(back[0].exp, samples[0].exp)
-    assert back[0].landmarks.shape == (68, 2) and back[1].landmarks is None
-    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_sample_validation(tmp_path):

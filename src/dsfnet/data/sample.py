@@ -15,11 +15,9 @@ plus optional ``landmarks (68, 2|3)`` image pixels with ``landmark_convention`` 
 points follow the visible cheek contour) or ``"3d"`` (projections of fixed 3D vertices, like AFLW2000-3D
 ``pt3d_68``), an ``identity`` (to keep people apart in splits) and a ``source`` tag.
 
-Two storage forms, both written atomically (temp file in the same folder, then ``os.replace``):
-
-* a JSON-lines index (:func:`write_index`/:func:`read_index`): one JSON object per line, images stay files;
-  relative image paths are resolved against the index file's folder;
-* an npz shard (:func:`write_shard`/:func:`read_shard`): images embedded as arrays, fixed-size parameters.
+Stored as a JSON-lines index (:func:`write_index`/:func:`read_index`, written atomically: temp file in the same
+folder, then ``os.replace``): one JSON object per line, images stay files; relative image paths are resolved
+against the index file's folder.
 
 **Training-sample dict.** One face cropped for the network, with the ground truth of every head, as plain numpy
 arrays. S is the crop side (network input size), U the UV map side, Ks/Ke the face model's numbers of shape and
@@ -149,7 +147,7 @@ class FaceSample:
     def to_json(self, base: Path | None = None) -> dict:
         """JSON-ready dict; a path image is written relative to ``base`` when it lies below it."""
         if isinstance(self.image, np.ndarray):
-            raise ValueError("an in-memory image cannot go into a JSON index; save it as a file or use write_shard")
+            raise ValueError("an in-memory image cannot go into a JSON index; save it as a file first")
         image = self.image
         if base is not None:
             try:
@@ -247,61 +245,4 @@ def read_index(path: str | os.PathLike) -> list[FaceSample]:
                 out.append(FaceSample.from_json(obj, base=path.parent))
             except ValueError as e:
                 raise ValueError(f"{path}:{no}: {e}") from None
-    return out
-
-
-def write_shard(samples: Sequence[FaceSample], path: str | os.PathLike) -> int:
-    """Write samples with embedded images to one ``.npz`` shard, atomically. Returns the number of samples.
-
-    Layout: ``image_<i>`` (H_i, W_i, 3) uint8; ``shape (M, Ks)``, ``exp (M, Ke)``, ``pose_para (M, 7)``,
-    ``landmarks (M, 68, 3)`` (NaN rows where absent; z NaN for 2-D points), ``meta`` a JSON string with
-    identity, source, landmark convention and extra per sample. All samples must share Ks and Ke.
-    """
-    samples = list(samples)
-    if not samples:
-        raise ValueError("write_shard needs at least one sample")
-    ks, ke = samples[0].shape.shape[0], samples[0].exp.shape[0]
-    for i, s in enumerate(samples):
-        if s.shape.shape[0] != ks or s.exp.shape[0] != ke:
-            raise ValueError(f"sample {i} has {s.shape.shape[0]}/{s.exp.shape[0]} coefficients, sample 0 has {ks}/{ke}")
-    arrays: dict[str, np.ndarray] = {}
-    lms = np.full((len(samples), 68, 3), np.nan, dtype=np.float32)
-    meta = []
-    for i, s in enumerate(samples):
-        img = s.load_image()
-        arrays[f"image_{i}"] = img
-        if s.landmarks is not None:
-            lms[i, :, : s.landmarks.shape[1]] = s.landmarks
-        meta.append({"identity": s.identity, "source": s.source, "landmark_convention": s.landmark_convention,
-                     "has_landmarks": s.landmarks is not None, "extra": s.extra})
-    arrays["shape"] = np.stack([s.shape for s in samples]).astype(np.float64)
-    arrays["exp"] = np.stack([s.exp for s in samples]).astype(np.float64)
-    arrays["pose_para"] = np.stack([s.pose_para for s in samples]).astype(np.float64)
-    arrays["landmarks"] = lms
-    arrays["meta"] = np.array(json.dumps(meta))
-    path = Path(path)
-    _atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
-    return len(samples)
-
-
-def read_shard(path: str | os.PathLike) -> list[FaceSample]:
-    """Read a shard written by :func:`write_shard` (images come back as arrays)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sample shard not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        for key in ("shape", "exp", "pose_para", "landmarks", "meta"):
-            if key not in z:
-                raise ValueError(f"{path} is not a sample shard: missing {key!r} (has {sorted(z.files)})")
-        meta = json.loads(str(z["meta"]))
-        out = []
-        for i, m in enumerate(meta):
-            lm = z["landmarks"][i].astype(np.float64) if m["has_landmarks"] else None
-            if lm is not None and np.isnan(lm[:, 2]).all():
-                lm = lm[:, :2]
-            out.append(FaceSample(
-                image=z[f"image_{i}"], shape=z["shape"][i], exp=z["exp"][i], pose_para=z["pose_para"][i],
-                landmarks=lm, landmark_convention=m["landmark_convention"], identity=m["identity"],
-                source=m["source"], extra=m.get("extra", {}),
-            ))
     return out

@@ -25,11 +25,10 @@ from dsfnet.geometry.frames import (
     model_to_image_rotation,
     pose_para_to_image,
 )
+from dsfnet.geometry.morphable import decode_vertices
 from dsfnet.geometry.rotation import nearest_rotation
 
 _LAZY = {
-    "decode_vertices": "dsfnet.geometry.morphable",
-    "decode_vertices_torch": "dsfnet.geometry.morphable",
     "Similarity": "dsfnet.geometry.similarity",
     "apply_similarity": "dsfnet.geometry.similarity",
     "procrustes_rotation": "dsfnet.geometry.similarity",

@@ -7,7 +7,6 @@ face model's ``shape_std``/``exp_std`` first (``docs/CONVENTIONS.md``).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def decode_vertices(mean: np.ndarray, shape_basis: np.ndarray, exp_basis: np.ndarray, alpha, beta) -> np.ndarray:
@@ -26,11 +25,6 @@ def decode_vertices(mean: np.ndarray, shape_basis: np.ndarray, exp_basis: np.nda
     e = _pad(np.asarray(beta, dtype=np.float64), exp_basis.shape[2])
     out = np.einsum("nck,...k->...nc", shape_basis, a) + np.einsum("nck,...k->...nc", exp_basis, e)
     return (out + mean).astype(np.float32)
-
-
-def decode_vertices_torch(mean: torch.Tensor, shape_basis: torch.Tensor, exp_basis: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Batched, differentiable decode: ``alpha (B, Ks)``, ``beta (B, Ke)`` → ``(B, N, 3)``."""
-    return mean + torch.einsum("nck,bk->bnc", shape_basis, alpha) + torch.einsum("nck,bk->bnc", exp_basis, beta)
 
 
 def _pad(coeffs: np.ndarray, k: int) -> np.ndarray:
