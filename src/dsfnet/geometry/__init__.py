@@ -38,6 +38,7 @@ _LAZY = {
 __all__ = [
     "FLIP_Y",
     "FLIP_Y_DIAG",
+    "decode_vertices",
     "flip_y_points",
     "flip_y_rows",
     "image_to_model_rotation",
