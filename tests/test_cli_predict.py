@@ -12,7 +12,7 @@ import pytest
 
 from dsfnet.assets import sample_image_path
 from dsfnet.cli.main import main
-from dsfnet.io import read_image
+from dsfnet.io import read_image, read_jsonl
 from testing.aligner import toy_aligner
 
 
@@ -94,7 +94,11 @@ def test_bad_inputs_continue_and_fail_the_exit_code(fake, tmp_path, capsys):
     bad = [line for line in err if "broken.jpg" in line or "empty.png" in line or "missing.jpg" in line]
     assert len(bad) == 3 and all(line.startswith("dsfnet predict: ") for line in bad)
     assert any("not an image" in line for line in bad) and any("empty" in line for line in bad)
-    recs = {Path(r["image"]).name: r for r in _lines(out / "results.jsonl")}
+    lines = _lines(out / "results.jsonl")
+    failures = {Path(r["image"]).name: r["error"] for r in lines if "error" in r}  # failed inputs get a line too
+    assert set(failures) == {"broken.jpg", "empty.png", "missing.jpg"} and "not an image" in failures["broken.jpg"]
+    assert all(r["frame"] is None and set(r) == {"image", "frame", "error"} for r in lines if "error" in r)
+    recs = {Path(r["image"]).name: r for r in lines if "error" not in r}
     assert set(recs) == {"a.jpg", "b.png"}
     for r in recs.values():
         check_record(r)
@@ -137,7 +141,7 @@ def test_video_frames_tracking_and_annotated_video(fake, tmp_path):
     assert len(_lines(tmp_path / "o2" / "results.jsonl")) == 2
 
 
-def test_interrupt_leaves_no_results_file(fake, tmp_path, monkeypatch):
+def test_interrupt_keeps_the_records_so_far_and_resume_finishes(fake, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real = fake.predict
 
@@ -152,8 +156,16 @@ def test_interrupt_leaves_no_results_file(fake, tmp_path, monkeypatch):
     for name in ("a.png", "b.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), img[:, :, ::-1])
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"), "-o", str(out)]) == 130
-    assert not (out / "results.jsonl").exists() and _temp_files(out) == []
+    argv = ["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"), "-o", str(out)]
+    assert main(argv) == 130
+    assert [r["image"] for r in read_jsonl(out / "results.jsonl")] == [str(tmp_path / "a.png")]  # durable
+    assert _temp_files(out) == [] and "rerun with --resume" in capsys.readouterr().err
+    assert main(argv) == 2  # a previous run is there: refused without --resume / --overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    assert [Path(r["image"]).name for r in read_jsonl(out / "results.jsonl")] == ["a.png", "b.png", "c.png"]
+    assert "1 already done" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0 and len(list(read_jsonl(out / "results.jsonl"))) == 3
 
 
 def test_usage_errors(tmp_path, capsys, monkeypatch):
@@ -190,3 +202,84 @@ def test_export_onnx_usage_errors(tmp_path, capsys, monkeypatch):
     assert main(["export-onnx", "-o", str(tmp_path / "model.onnx")]) == 2  # the single-file form: same check
     assert "no torch weights" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ durable outputs, locking, progress (#19)
+
+def _three_images(tmp_path: Path) -> list[str]:
+    img = read_image(sample_image_path())
+    names = []
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), img[:, :, ::-1])
+        names.append(str(tmp_path / name))
+    return names
+
+
+def test_sigterm_ends_cleanly_with_the_records_so_far(fake, tmp_path, monkeypatch, capsys):
+    import signal
+
+    real, calls = fake.predict, {"n": 0}
+
+    def terminated_on_second(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(fake, "predict", terminated_on_second)
+    out = tmp_path / "out"
+    assert main(["predict", *_three_images(tmp_path), "-o", str(out)]) == 143
+    assert [Path(r["image"]).name for r in _lines(out / "results.jsonl")] == ["a.png"]
+    assert "terminated" in capsys.readouterr().err and _temp_files(out) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
+
+
+def test_a_folder_in_use_by_another_run_is_refused(fake, tmp_path, capsys):
+    from dsfnet.io.output_folder import OutputFolder
+
+    out = tmp_path / "out"
+    other = OutputFolder(out)
+    other.open()  # another run holds the lock
+    try:
+        assert main(["predict", "--sample", "-o", str(out), "--overwrite"]) == 2
+        assert "in use by another dsfnet run" in capsys.readouterr().err
+    finally:
+        other.close()
+    assert main(["predict", "--sample", "-o", str(out), "--overwrite"]) == 0
+    assert _temp_files(out) == []
+
+
+def test_a_cut_last_line_is_dropped_on_resume(fake, tmp_path):
+    out = tmp_path / "out"
+    paths = _three_images(tmp_path)
+    assert main(["predict", paths[0], "-o", str(out)]) == 0
+    with open(out / "results.jsonl", "a") as f:
+        f.write('{"image": "' + paths[1] + '", "frame": nu')  # a kill in the middle of a line
+    assert main(["predict", *paths, "-o", str(out), "--resume"]) == 0
+    assert [Path(r["image"]).name for r in _lines(out / "results.jsonl")] == ["a.png", "b.png", "c.png"]
+
+
+def test_non_utf8_file_names_are_written_as_valid_text(fake, tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not UTF-8
+    png = cv2.imencode(".png", read_image(sample_image_path())[:, :, ::-1])[1].tobytes()
+    try:
+        with open(os.fsencode(tmp_path) + b"/caf\xe9.png", "wb") as f:
+            f.write(png)
+    except OSError:
+        pytest.skip("the file system refuses non-UTF-8 names")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / name), "-o", str(out)]) == 0
+    raw = (out / "results.jsonl").read_bytes()
+    raw.decode("utf-8")  # valid UTF-8, no lone surrogates
+    assert json.loads(raw)["image"].endswith("caf\\xe9.png")
+
+
+def test_progress_lines_when_not_a_terminal_and_quiet(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("dsfnet.cli.predict.PROGRESS_EVERY", 0.0)
+    paths = _three_images(tmp_path)
+    assert main(["predict", *paths, "-o", str(tmp_path / "o1")]) == 0
+    err = capsys.readouterr().err
+    assert "dsfnet predict: 3/3 inputs, 3 faces, 0 failed" in err and "3 image(s)" in err
+    assert main(["predict", *paths, "-o", str(tmp_path / "o2"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dsfnet predict: 3 image(s)")  # only the summary

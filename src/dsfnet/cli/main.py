@@ -29,6 +29,7 @@ EXIT_CODES = {
     3: "set-up error: the face model could not be obtained, verified or cached",
     4: "internal error (a bug: re-run with --debug and report the traceback)",
     130: "interrupted (Ctrl-C)",
+    143: "terminated (SIGTERM; predict keeps the records written so far)",
 }
 EPILOG = "exit codes: " + "; ".join(f"{k} {v.split(':')[0].split(' (')[0]}" for k, v in EXIT_CODES.items()) + (
     ". --debug (anywhere) shows tracebacks.")

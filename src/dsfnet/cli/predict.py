@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+#: seconds between two progress lines when stderr is not a terminal
+PROGRESS_EVERY = 10.0
 
 EPILOG = """\
-output: DIR/results.jsonl, one JSON object per image (per frame for videos):
+output: DIR/results.jsonl, one JSON object per image (per frame for videos), appended as each input finishes:
   {"image": PATH as given, "frame": int or null, "width": W, "height": H,
    "faces": [{"bbox": [x0,y0,x1,y1], "score": s, "landmarks_2d": 68x[x,y], "landmarks_3d": 68x[x,y,z],
               "visibility": 68x v, "self_visibility": 68x v, "external_visibility": 68x v,
@@ -23,7 +25,13 @@ output: DIR/results.jsonl, one JSON object per image (per frame for videos):
   Pixels: x right, y down, z toward the camera relative to the nose tip (landmark 30). Pose: 300W-LP Pose_Para
   convention. Faces follow the order of --boxes when given, else the detection score. Meshes (--save-mesh) are
   in image pixels with y flipped up (y = H - y_image) so viewers show them upright. Images missing from
-  BOXES.json use the detector. Exit code 0 when every input worked, 1 when some failed, 2 on a usage error.
+  BOXES.json use the detector. An input that fails gets {"image": PATH, "frame": null, "error": "..."}.
+  Non-UTF-8 bytes in a file name are written as \\xNN.
+rerun: a folder holding a previous run is refused unless --resume (skip the images already recorded, redo failed
+  ones and videos) or --overwrite (remove the previous results.jsonl, meshes/ and overlays first); two runs cannot
+  write one folder at once. Ctrl-C / SIGTERM stop after the input in flight; the records so far stay.
+progress: a bar on a terminal, a line every 10 s otherwise, nothing with --quiet; a summary line at the end.
+exit codes: 0 every input worked, 1 some failed, 2 usage error, 3 set-up error, 130 interrupted, 143 terminated.
 """
 
 
@@ -49,6 +57,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="also process the bundled sample photo")
     p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop each video/camera after N frames (N >= 1)")
     p.add_argument("--no-smooth", action="store_true", help="videos: no One-Euro smoothing of landmarks and pose")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue a previous run in --output: skip the images its results.jsonl already has")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace a previous run in --output (its results.jsonl, meshes/ and overlays)")
+    p.add_argument("--quiet", action="store_true", help="no progress output (errors and the summary stay)")
     p.set_defaults(func=run)
     return p
 
@@ -64,20 +78,6 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _output_problem(out: Path) -> str | None:
-    """Why ``out`` cannot become the output folder (checked before the model loads; nothing is created), or None."""
-    if out.exists():
-        if not out.is_dir():
-            return "exists and is not a folder"
-        return None if os.access(out, os.W_OK | os.X_OK) else "the folder is not writable"
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot be created: {parent} is a file, not a folder"
-    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created: {parent} is not writable"
-
-
 def _err(msg: str) -> None:
     print(f"dsfnet predict: {msg}", file=sys.stderr)
 
@@ -90,23 +90,25 @@ def build_aligner(args):
                        backend=args.backend)
 
 
-def expand_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """``([(kind, path), ...], [error lines])`` with kind ``image`` | ``video`` | ``camera``; folders are walked."""
-    from dsfnet.io import is_camera
+def expand_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``([(kind, path), ...], [(path, error), ...])`` with kind ``image`` | ``video`` | ``camera``; folders are
+    walked."""
+    from dsfnet.io import VIDEO_SUFFIXES, image_suffixes, is_camera
 
+    wanted = set(image_suffixes()) | set(VIDEO_SUFFIXES)
     items, errors = [], []
     for given in paths:
         p = Path(given)
         if is_camera(given):
             items.append(("camera", given))
         elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
             if not found:
-                errors.append(f"{given}: folder holds no image or video files ({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})")
+                errors.append((given, f"folder holds no image or video files ({', '.join(sorted(wanted))})"))
             for f in found:
                 items.append(("video" if f.suffix.lower() in VIDEO_SUFFIXES else "image", str(f)))
         elif not p.exists():
-            errors.append(f"{given}: no such file or folder")
+            errors.append((given, "no such file or folder"))
         else:
             items.append(("video" if p.suffix.lower() in VIDEO_SUFFIXES else "image", given))
     return items, errors
@@ -129,10 +131,54 @@ class _Outputs:
         return name
 
 
+def _printable(given: str) -> str:
+    """The path as valid UTF-8 text: bytes a file name holds that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(given).decode("utf-8", errors="backslashreplace")
+
+
 def _record(given: str, frame, image, faces, meshes) -> dict:
     h, w = image.shape[:2]
-    return {"image": given, "frame": frame, "width": int(w), "height": int(h),
+    return {"image": _printable(given), "frame": frame, "width": int(w), "height": int(h),
             "faces": [f.to_dict(mesh=m) for f, m in zip(faces, meshes)]}
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so it ends like Ctrl-C: the input in flight is dropped, the rest kept."""
+
+
+class _Progress:
+    """Inputs done, faces found and failures: a tqdm bar on a terminal, a line every :data:`PROGRESS_EVERY` s
+    otherwise, nothing when quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.total, self.done, self.faces, self.failed = total, 0, 0, 0
+        tty = sys.stderr.isatty()
+        self.bar = None if quiet or not tty else tqdm(total=total, desc="predict", unit="input", file=sys.stderr)
+        self.lines = not quiet and not tty
+        self._last = time.monotonic()
+
+    def update(self, faces: int = 0, failed: bool = False) -> None:
+        self.done += 1
+        self.faces += faces
+        self.failed += int(failed)
+        if self.bar is not None:
+            self.bar.set_postfix(faces=self.faces, failed=self.failed, refresh=False)
+            self.bar.update(1)
+        elif self.lines and time.monotonic() - self._last >= PROGRESS_EVERY:
+            self._last = time.monotonic()
+            print(f"dsfnet predict: {self.done}/{self.total} inputs, {self.faces} faces, {self.failed} failed",
+                  file=sys.stderr, flush=True)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(f"dsfnet predict: {text}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _save_meshes(args, out: Path, stem: str, faces, height: int) -> list:
@@ -151,22 +197,23 @@ def _save_meshes(args, out: Path, stem: str, faces, height: int) -> list:
     return names
 
 
-def _process_image(args, aligner, boxes_db, given: str, out: Path, names: _Outputs, writer) -> None:
+def _process_image(args, aligner, boxes_db, given: str, out: Path, stem: str, writer) -> int:
+    """Align one image and write its record (and files); returns the number of faces."""
     from dsfnet.io import read_image, write_image
 
     image = read_image(given)
     boxes = boxes_db.lookup(given) if boxes_db is not None else None
     faces = aligner.predict(image, boxes=boxes)
-    stem = names.stem(given)
     meshes = _save_meshes(args, out, stem, faces, image.shape[0])
     if args.draw:
         from dsfnet.inference.visualize import draw_faces
 
         write_image(out / f"{stem}_overlay.jpg", draw_faces(image, faces))
     writer.write(_record(given, None, image, faces, meshes))
+    return len(faces)
 
 
-def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, names: _Outputs, writer) -> int:
+def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, stem: str, writer) -> int:
     """Align every frame; returns the number of frames. Ctrl-C stops a camera cleanly."""
     import time
 
@@ -176,7 +223,6 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
     cap, info = open_video(given)
     frames = iter_video_frames(given, args.max_frames, opened=(cap, info))
     fps = info.fps if info.fps and info.fps > 0 else 30.0
-    stem = names.stem(given)
     tracker = FaceTracker(aligner, smooth=not args.no_smooth)
     boxes = boxes_db.lookup(given) if boxes_db is not None else None
     video_out = None
@@ -185,7 +231,7 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
     from tqdm import tqdm
 
     bar = tqdm(total=info.frame_count or None, desc=Path(given).name if kind == "video" else f"camera {given}",
-               unit="frame", disable=None, file=sys.stderr, leave=False)
+               unit="frame", disable=True if args.quiet else None, file=sys.stderr, leave=False)
     try:
         try:
             for n, rgb in frames:
@@ -201,8 +247,8 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
                 writer.write(_record(given, n, rgb, faces, meshes))
                 done = n + 1
                 bar.update(1)
-        except KeyboardInterrupt:
-            if kind != "camera":
+        except KeyboardInterrupt as exc:
+            if kind != "camera" or isinstance(exc, _Stop):
                 raise
             # Ctrl-C is how a camera run ends: keep what was recorded
     except BaseException:
@@ -221,11 +267,9 @@ def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, na
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from dsfnet.detect import BoxesDetector
     from dsfnet.inference import WeightsNotFoundError
-    from dsfnet.io import JsonlWriter
+    from dsfnet.io.output_folder import OutputFolder, OutputFolderError
 
     paths = list(args.paths)
     if args.sample:
@@ -236,9 +280,11 @@ def run(args: argparse.Namespace) -> int:
         _err("no input: give image/video/folder paths, a camera index, or --sample")
         return 2
     out = Path(args.output)
-    problem = _output_problem(out)
-    if problem:
-        _err(f"--output {out}: {problem}")
+    folder = OutputFolder(out, overwrite=args.overwrite, resume=args.resume)
+    try:
+        folder.check()  # before the model loads: nothing is created yet
+    except OutputFolderError as exc:
+        _err(str(exc))
         return 2
     boxes_db = None
     if args.boxes:
@@ -248,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
             _err(f"--boxes: {exc}")
             return 2
     items, errors = expand_inputs(paths)
-    for e in errors:
-        _err(e)
+    for given, msg in errors:
+        _err(f"{given}: {msg}")
     failed = len(errors)
     if not items:
         _err("nothing to process")
@@ -262,25 +308,75 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         _err(f"cannot set up the model: {exc}")
         return 2
-    out.mkdir(parents=True, exist_ok=True)
     names = _Outputs(out)
-    n_images = n_frames = 0
-    with JsonlWriter(out / "results.jsonl") as writer:
-        bar = tqdm(items, desc="predict", unit="input", disable=None if len(items) > 1 else True, file=sys.stderr)
-        for kind, given in bar:
+    stems = [names.stem(given) for _, given in items]  # from the whole input list: a resumed run names files alike
+    previous = signal.signal(signal.SIGTERM, _raise_stop) if _main_thread() else None
+    n_images = n_frames = skipped = 0
+    stopped: KeyboardInterrupt | None = None
+    try:
+        with folder as writer:
+            done = _resumable(writer, items) if args.resume else set()
+            for given, msg in errors:
+                writer.write({"image": _printable(given), "frame": None, "error": msg})
+            progress = _Progress(len(items), args.quiet)
             try:
-                if kind == "image":
-                    _process_image(args, aligner, boxes_db, given, out, names, writer)
-                    n_images += 1
-                else:
-                    n_frames += _process_video(args, aligner, boxes_db, kind, given, out, names, writer)
-            except KeyboardInterrupt:
-                _err("interrupted: results.jsonl not written")
-                raise
-            except Exception as exc:  # one clear line per bad input; the run goes on
-                failed += 1
-                bar.clear()
-                _err(f"{given}: {exc}" if isinstance(exc, (ValueError, OSError)) else f"{given}: {type(exc).__name__}: {exc}")
-    print(f"dsfnet predict: {n_images} image(s), {n_frames} video frame(s), {failed} failed -> {out / 'results.jsonl'}",
-          file=sys.stderr)
+                for (kind, given), stem in zip(items, stems):
+                    if kind == "image" and _printable(given) in done:
+                        skipped += 1
+                        progress.update()
+                        continue
+                    try:
+                        if kind == "image":
+                            faces = _process_image(args, aligner, boxes_db, given, out, stem, writer)
+                            n_images += 1
+                        else:
+                            frames = _process_video(args, aligner, boxes_db, kind, given, out, stem, writer)
+                            n_frames += frames
+                            faces = 0
+                        progress.update(faces)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:  # one clear line per bad input (stderr and results.jsonl); go on
+                        failed += 1
+                        msg = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+                        progress.message(f"{given}: {msg}")
+                        writer.write({"image": _printable(given), "frame": None, "error": msg})
+                        progress.update(failed=True)
+            except KeyboardInterrupt as exc:
+                stopped = exc
+            finally:
+                progress.close()
+    except OutputFolderError as exc:  # e.g. locked by another run
+        _err(str(exc))
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary = (f"{n_images} image(s), {n_frames} video frame(s), {failed} failed"
+               + (f", {skipped} already done" if skipped else "") + f" -> {out / 'results.jsonl'}")
+    if stopped is not None:
+        why = "terminated" if isinstance(stopped, _Stop) else "interrupted"
+        _err(f"{why}: {summary} (the input in flight was dropped; rerun with --resume to continue)")
+        return 143 if isinstance(stopped, _Stop) else 130
+    print(f"dsfnet predict: {summary}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()
+
+
+def _resumable(writer, items) -> set[str]:
+    """Keep the previous run's successful image records; drop its failures and the records of the videos in
+    ``items`` (they are redone whole). Returns the images that are done."""
+    videos = {_printable(given) for kind, given in items if kind != "image"}
+    keep = [r for r in writer.kept if "error" not in r and r.get("frame") is None and r.get("image") not in videos]
+    if len(keep) != len(writer.kept):
+        writer.rewrite(keep)
+    return {r["image"] for r in keep}

@@ -18,8 +18,9 @@ import numpy as np
 
 __all__ = [
     "AtomicFile",
-    "JsonlWriter",
+    "DurableJsonl",
     "read_jsonl",
+    "read_jsonl_complete",
     "MESH_FORMATS",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -82,9 +83,13 @@ class AtomicFile:
         self._tmp = None
 
     def discard(self) -> None:
-        """Close and delete the temporary file; the destination is left untouched."""
+        """Close and delete the temporary file; the destination is left untouched (also when closing fails,
+        e.g. on a full disk: the buffered data cannot be flushed, the temporary file is removed anyway)."""
         if self._file is not None and not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
         if self._tmp is not None:
             try:
                 os.unlink(self._tmp)
@@ -114,36 +119,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with AtomicFile(path, "w") as f:
         f.write(text)
     return Path(path)
-
-
-class JsonlWriter:
-    """JSON Lines results file written atomically at the end of a run.
-
-    Records are streamed to a temporary file in the destination folder as they arrive (so memory stays flat
-    for long videos); :meth:`close` renames it to ``path``. If the ``with`` block raises (including
-    ``KeyboardInterrupt``), the temporary file is deleted and ``path`` is not created or changed.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._atomic = AtomicFile(self.path, "w")
-        self._file: IO | None = None
-        self.count = 0
-
-    def __enter__(self) -> "JsonlWriter":
-        self._file = self._atomic.__enter__()
-        return self
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record as one line (``allow_nan=False``: NaN/inf raise ``ValueError``)."""
-        if self._file is None:
-            raise RuntimeError("JsonlWriter must be used as a context manager")
-        self._file.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
-        self.count += 1
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._atomic.__exit__(exc_type, exc, tb)
-        self._file = None
 
 
 def _check_mesh(vertices, triangles, colors) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -279,6 +254,75 @@ def write_image(path: str | os.PathLike, image_rgb: np.ndarray, *, quality: int 
     if not ok:  # pragma: no cover
         raise ValueError(f"OpenCV could not encode {path}")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+class DurableJsonl:
+    """JSON Lines file that records are appended to as they are produced, each line flushed to the OS at once, so
+    a killed process loses at most the record it was writing (``dsfnet predict``'s ``results.jsonl``).
+
+    ``resume=False`` starts an empty file; ``resume=True`` keeps the complete records already in it (a final line
+    cut by a kill is dropped, see :func:`read_jsonl_complete`) and appends after them.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self.kept: list[dict] = []
+        if resume and self.path.exists():
+            self.kept, size = read_jsonl_complete(self.path)
+            with open(self.path, "r+b") as f:
+                f.truncate(size)
+        else:
+            self.path.write_bytes(b"")
+        self._file = open(self.path, "a", encoding="utf-8", errors="surrogateescape")
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record as one line and flush it (``allow_nan=False``: NaN/inf raise ``ValueError``)."""
+        line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
+        self._file.write(line)
+        self._file.flush()
+        self.count += 1
+
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace the file's content by ``records`` atomically (e.g. to drop the ones a resumed run redoes)."""
+        self._file.close()
+        atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n"
+                                             for r in records))
+        self.kept = list(records)
+        self._file = open(self.path, "a", encoding="utf-8", errors="surrogateescape")
+
+    def close(self) -> None:
+        """Flush to disk (fsync) and close."""
+        if not self._file.closed:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+
+    def __enter__(self) -> "DurableJsonl":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+
+def read_jsonl_complete(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """The records of a JSON Lines file up to the first line that is cut or not valid JSON, and the byte size of
+    that complete part (what a resumed writer keeps)."""
+    records, size = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                text = raw.decode("utf-8", errors="surrogateescape").strip()
+                if text:
+                    records.append(json.loads(text))
+            except ValueError:
+                break
+            size += len(raw)
+    return records, size
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
