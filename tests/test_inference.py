@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +204,28 @@ def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
     assert resolve_weights("lite") == tmp_path / "lite.pt"
     with pytest.raises(ValueError, match="valid backends: torch, onnx"):
         resolve_weights("lite", "tflite")
+
+
+def test_the_onnx_hint_works_when_followed(tmp_path, monkeypatch):
+    """The error's suggested commands, run as written from the current folder, find the export (#19)."""
+    import re
+
+    monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights("lite", "onnx")
+    msg = str(e.value)
+    out = re.search(r"dsfnet export-onnx --config lite -o (\S+)`", msg).group(1)
+    passed = re.search(r"then pass `--weights (\S+)`", msg).group(1)
+    assert out == passed and "searched (in this order)" in msg
+    (tmp_path / out).mkdir()  # what `dsfnet export-onnx -o lite-onnx` creates
+    for f in ("network.onnx", "meta.json"):
+        (tmp_path / out / f).write_bytes(b"x")
+    assert resolve_weights("lite", "onnx", passed).resolve() == tmp_path / out
+    monkeypatch.setenv("DSFNET_WEIGHTS", out)
+    assert resolve_weights("lite", "onnx") == Path(out)
+    with pytest.raises(WeightsNotFoundError, match="'paper' model has no shipped weights"):
+        resolve_weights("paper", "torch")
 
 
 def test_preprocess_matches_model_standardize():

@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--predictor", choices=["dsfnet", "teacher", "gt"], default="dsfnet",
                    help="what to evaluate (gt = the annotation itself, a pipeline check: every error is 0)")
     p.add_argument("--weights", help="checkpoint of our network (--predictor dsfnet)")
-    p.add_argument("--config", choices=["lite", "paper"], default="lite", help="network variant (dsfnet)")
+    p.add_argument("--config", choices=["lite", "paper"], default="lite",
+                   help="network variant (dsfnet): lite (weights shipped) or paper (no shipped weights: pass --weights)")
     p.add_argument("--baseline", choices=["teacher"], help="also evaluate this baseline")
     p.add_argument("--teacher-dir", default=None,
                    help=f"folder with 3DDFA_V2's {TEACHER_WEIGHTS} and {TEACHER_STATS} "

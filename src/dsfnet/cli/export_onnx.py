@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="export trained weights to ONNX (for --backend onnx)",
         description="Export the network to a folder of ONNX graphs usable with `dsfnet predict --backend onnx --weights DIR`.",
     )
-    p.add_argument("--config", default="lite", help="model variant: lite (default) or paper")
+    p.add_argument("--config", default="lite", help="model variant: lite (default; weights shipped) or paper (no shipped weights)")
     p.add_argument("--weights", metavar="FILE", help="torch checkpoint (.pt); default: $DSFNET_WEIGHTS or the packaged weights")
     p.add_argument("-o", "--output", required=True, metavar="DIR|FILE.onnx",
                    help="output folder (e.g. lite-onnx); it receives network.onnx and meta.json. A name ending in "

@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--boxes", metavar="BOXES.json", help='face boxes per image: {"img.jpg": [[x0, y0, x1, y1], ...]}')
     p.add_argument("--save-mesh", choices=("obj", "ply"), help="write each face's dense mesh in this format")
     p.add_argument("--draw", action="store_true", help="write annotated images (and videos: DIR/<name>_overlay.mp4)")
-    p.add_argument("--config", default="lite", help="model variant: lite (default) or paper")
+    p.add_argument("--config", default="lite",
+                   help="model variant: lite (default; weights shipped) or paper (no shipped weights: train them, pass --weights)")
     p.add_argument("--weights", metavar="PATH", help="torch checkpoint (.pt) or, for --backend onnx, the export-onnx folder; default: packaged weights")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -102,14 +102,23 @@ class NetworkGraph(nn.Module):
         return out["face_uvm"], out["rotation"], out["fallback"], heads["seg"]
 
 
+#: Why the TorchScript exporter (``dynamo=False``), whose use torch >= 2.9 reports as deprecated: the graph needs
+#: custom symbolics (:func:`_network_symbolics`: the max/min ``ScatterElements`` reductions of the UV scatter) that
+#: only that exporter takes, and its output is verified against PyTorch on every export. Checked on these torch
+#: versions (``tests/test_model_onnx.py`` pins the list against the installed torch):
+LEGACY_EXPORTER_TORCH = ("2.13",)
+
+
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict,
             opset: int) -> None:
     buf = io.BytesIO()
     # eval first: torch.onnx.export restores the module's mode afterwards, and a wrapper built in training mode would
     # switch the wrapped model's BatchNorm layers to training (a later forward would then update their statistics)
     module.eval()
-    torch.onnx.export(module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
-                      opset_version=opset, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning)
+        torch.onnx.export(module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                          opset_version=opset, dynamo=False)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -79,13 +79,13 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
     if _weights_ok(p, backend):
         return p
     searched.append(str(p))
-    hint = (
-        f"export one with `dsfnet export-onnx --config {config} -o {name}` from torch weights"
-        if backend == "onnx"
-        else f"train one with `dsfnet train --config {config}`"
-    )
+    if backend == "onnx":
+        hint = (f"export them with `dsfnet export-onnx --config {config} -o {name}`, then pass `--weights {name}` "
+                f"(Python: weights={name!r}) or set {WEIGHTS_ENV}={name}")
+    else:
+        hint = (f"the {config!r} model has no shipped weights: train them (`dsfnet train --config {config}`) and pass "
+                f"--weights FILE (Python: weights=FILE) or set {WEIGHTS_ENV}=FILE")
     raise WeightsNotFoundError(
-        f"no {backend} weights for the {config!r} model; searched: {'; '.join(searched)}. "
-        f"Pass weights=PATH (CLI: --weights PATH), set ${WEIGHTS_ENV}, or {hint}. "
-        "dsfnet never runs with random weights."
+        f"no {backend} weights for the {config!r} model; searched (in this order): {'; '.join(searched)}. "
+        f"To fix: {hint}. dsfnet never runs with random weights."
     )
