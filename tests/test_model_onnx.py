@@ -174,3 +174,33 @@ def test_export_warns_nothing_and_the_legacy_exporter_is_pinned_to_checked_torch
         export_onnx(model, tmp_path)
     ours = [w for w in caught if issubclass(w.category, DeprecationWarning) and "ONNX" in str(w.message)]
     assert ours == []  # the deprecation notice is answered above, not shown to users
+
+
+def _foreign_graph(path, output="x") -> None:
+    """A valid ONNX graph that is not dsfnet's network: image (B, 3, S, S) -> Identity -> ``output``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    out = helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], [output])], "foreign", [inp], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_foreign_graphs_and_bad_metadata_are_refused_by_name(tmp_path) -> None:
+    import json
+
+    from dsfnet.inference.onnx import OnnxNetwork, OnnxRunner
+
+    _foreign_graph(tmp_path / "network.onnx")
+    with pytest.raises(ValueError, match=r"network.onnx is not a dsfnet network: outputs \{'x': 4\}"):
+        OnnxNetwork(tmp_path / "network.onnx")
+    (tmp_path / "meta.json").write_text(json.dumps([1, 2]))  # an array, not an object
+    with pytest.raises(ValueError, match=r"meta.json: the dsfnet metadata must be a JSON object, got list"):
+        OnnxRunner(tmp_path)
+    (tmp_path / "meta.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"meta.json: the dsfnet metadata is not valid JSON"):
+        OnnxRunner(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"variant": "lite"}))
+    with pytest.raises(ValueError, match="is not a dsfnet network"):
+        OnnxRunner(tmp_path)  # the metadata is ours, the graph is not: refused at load, not per image

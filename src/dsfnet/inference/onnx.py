@@ -20,9 +20,9 @@ import numpy as np
 
 from dsfnet.inference.runner import _check_crops
 from dsfnet.model.preprocess import preprocess
-from dsfnet.model.weights import META_KEY, NETWORK_FILE, resolve_weights
+from dsfnet.model.weights import META_KEY, NETWORK_FILE, NETWORK_OUTPUTS, resolve_weights
 
-__all__ = ["OnnxNetwork", "OnnxRunner", "embedded_metadata", "ort_session"]
+__all__ = ["OnnxNetwork", "OnnxRunner", "check_network_signature", "embedded_metadata", "ort_session", "parse_metadata"]
 
 
 def ort_session(path: str | os.PathLike | bytes, threads: int):
@@ -38,10 +38,35 @@ def ort_session(path: str | os.PathLike | bytes, threads: int):
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def embedded_metadata(session) -> dict | None:
+def parse_metadata(text: str, where: str | os.PathLike) -> dict:
+    """dsfnet's export metadata (a JSON object) from ``text``; ValueError naming ``where`` if it is not one."""
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: the dsfnet metadata is not valid JSON ({exc}); re-export with `dsfnet export-onnx`") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: the dsfnet metadata must be a JSON object, got {type(meta).__name__}; re-export "
+                         "with `dsfnet export-onnx`")
+    return meta
+
+
+def embedded_metadata(session, where: str | os.PathLike = "the ONNX file") -> dict | None:
     """The metadata dict a single-file export carries (``dsfnet.model.export.embed_metadata``), or None."""
     raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-    return None if raw is None else json.loads(raw)
+    return None if raw is None else parse_metadata(raw, where)
+
+
+def check_network_signature(session, where: str | os.PathLike) -> None:
+    """Refuse a graph that is not dsfnet's network: one float input ``image`` of rank 4 and the outputs of
+    :data:`dsfnet.model.weights.NETWORK_OUTPUTS` with their ranks (ValueError naming what differs)."""
+    ins = [(i.name, len(i.shape), i.type) for i in session.get_inputs()]
+    if len(ins) != 1 or ins[0][0] != "image" or ins[0][1] != 4 or "float" not in ins[0][2]:
+        raise ValueError(f"{where} is not a dsfnet network: inputs {ins}, expected one float 'image' of rank 4")
+    outs = {o.name: len(o.shape) for o in session.get_outputs()}
+    wrong = {k: outs.get(k) for k, rank in NETWORK_OUTPUTS.items() if outs.get(k) != rank}
+    if wrong:
+        raise ValueError(f"{where} is not a dsfnet network: outputs {outs}, expected {NETWORK_OUTPUTS} "
+                         f"(name: rank); re-export it with `dsfnet export-onnx`")
 
 
 class OnnxNetwork:
@@ -61,6 +86,7 @@ class OnnxNetwork:
             raise FileNotFoundError(f"ONNX network not found: expected {path}")
         self.path = path
         self.session = ort_session(path, threads)
+        check_network_signature(self.session, path)
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x) -> dict[str, np.ndarray]:
@@ -96,7 +122,7 @@ class OnnxRunner:
         threads = threads or 1
         if self.folder.is_file():
             network = self._load(self.folder, threads)
-            meta = embedded_metadata(network.session)
+            meta = embedded_metadata(network.session, self.folder)
             if meta is None:
                 raise ValueError(f"{self.folder} carries no dsfnet metadata; export it with `dsfnet export-onnx -o FILE.onnx`")
         else:
@@ -106,7 +132,7 @@ class OnnxRunner:
             if not (self.folder / NETWORK_FILE).is_file():
                 raise ValueError(f"{self.folder} has no {NETWORK_FILE} (an export of an older dsfnet, which ran the "
                                  "network as three part graphs); re-export it with `dsfnet export-onnx`")
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = parse_metadata(meta_path.read_text(encoding="utf-8"), meta_path)
             network = None
         if meta.get("variant") != config:
             raise ValueError(f"{self.folder} holds the {meta.get('variant')!r} model, not {config!r}")
@@ -126,6 +152,8 @@ class OnnxRunner:
     def _load(path: Path, threads: int) -> OnnxNetwork:
         try:
             return OnnxNetwork(path, threads=threads)
+        except ValueError:
+            raise
         except Exception as exc:
             raise ValueError(f"cannot load {path}: {exc}") from exc
 

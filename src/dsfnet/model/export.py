@@ -40,11 +40,10 @@ from torch import nn
 
 from dsfnet.io.writers import atomic_write_bytes
 from dsfnet.model.dsfnet import DSFNet
-from dsfnet.model.weights import META_KEY, NETWORK_FILE
+from dsfnet.model.weights import META_KEY, NETWORK_FILE, NETWORK_OUTPUTS
 
 #: the network needs ScatterElements with max/min reduction (opset 18)
 NETWORK_OPSET = 18
-NETWORK_OUTPUTS = ("face_uvm", "rotation", "fallback", "seg")
 
 
 _REDUCTIONS = {"amax": "max", "amin": "min", "sum": "add", "prod": "mul"}

@@ -23,6 +23,9 @@ WEIGHTS_ENV = "DSFNET_WEIGHTS"
 NETWORK_FILE = "network.onnx"
 #: ``metadata_props`` key under which a single-file ONNX export carries what ``meta.json`` holds in a folder
 META_KEY = "dsfnet_meta"
+#: outputs of ``network.onnx``, in order (``dsfnet.model.export`` writes them, ``dsfnet.inference.onnx`` checks them):
+#: name -> rank (input: ``image``, rank 4, float)
+NETWORK_OUTPUTS = {"face_uvm": 4, "rotation": 3, "fallback": 1, "seg": 4}
 _SUFFIX = {"torch": ".pt", "onnx": "-onnx"}
 
 
