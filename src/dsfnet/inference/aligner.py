@@ -48,6 +48,11 @@ __all__ = ["FaceAligner", "decode_face", "zbuffer_visibility"]
 
 
 
+#: which mesh the self-occlusion z-buffer rasterises: ``"grid"`` (the UV-grid mesh straight from the position map,
+#: ~15k triangles at UV 96) or ``"full"`` (the 53,215-vertex face-model mesh, ~100k triangles; the reference)
+VISIBILITY_MESHES = ("grid", "full")
+
+
 def decode_face(
     outputs: dict[str, np.ndarray],
     index: int,
@@ -58,42 +63,65 @@ def decode_face(
     bbox: np.ndarray,
     score: float,
     visibility_tolerance: float = 0.02,
+    visibility_mesh: str = "grid",
 ) -> Face:
     """Turn the runner's outputs for face ``index`` into a :class:`Face` in image pixels.
+
+    The 68 landmarks, their visibility and the pose are computed here; the dense mesh (``Face.vertices``) and its
+    per-vertex visibility only when first read.
 
     Args:
         outputs: runner outputs (``face_uvm (B, 3, U, U)``, ``rotation (B, 3, 3)``, optional ``seg (B, 1, S, S)``).
         crop_box: ``(4,)`` square box the crop was cut from (image px).
-        codec: a ``UVCodec`` (``crop_size``, ``decode``, ``landmarks``).
+        codec: a ``UVCodec`` (``crop_size``, ``decode``, ``landmarks``, ``layout.grid_triangles``).
         triangles: ``(T, 3)`` mesh triangles in the codec's vertex order.
+        visibility_mesh: :data:`VISIBILITY_MESHES`; ``"grid"`` agrees with ``"full"`` on >= 99% of the landmark
+            flags (``tests/test_inference.py``) at a fraction of the cost.
     """
+    if visibility_mesh not in VISIBILITY_MESHES:
+        raise ValueError(f"visibility_mesh must be one of {VISIBILITY_MESHES}, got {visibility_mesh!r}")
     size = int(codec.crop_size)
     posmap = np.asarray(outputs["face_uvm"][index], dtype=np.float64)
     rotation = np.asarray(outputs["rotation"][index], dtype=np.float64)
     if not (np.isfinite(posmap).all() and np.isfinite(rotation).all()):
         raise ValueError("the network returned NaN or infinite values for this face")
-    verts_crop = np.asarray(codec.decode(posmap), dtype=np.float64)
     lmk_crop = np.asarray(codec.landmarks(posmap), dtype=np.float64)
     # depth relative to landmark 30 exactly (the codec's reference is the nose's UV cell, a hair away)
     nose_z = lmk_crop[NOSE_LANDMARK, 2]
-    verts_crop[:, 2] -= nose_z
     lmk_crop[:, 2] -= nose_z
+
+    def vertices_crop() -> np.ndarray:
+        v = np.asarray(codec.decode(posmap), dtype=np.float64)
+        v[:, 2] -= nose_z
+        return v
+
     from dsfnet.render import rasterize
 
-    raster = rasterize(verts_crop, triangles, size, size)
+    if visibility_mesh == "grid":
+        grid = posmap.reshape(3, -1).T * codec.pos_scale  # every UV cell as a vertex, crop px
+        grid[:, 2] -= nose_z
+        raster = rasterize(grid, codec.layout.grid_triangles, size, size)
+    else:
+        raster = rasterize(vertices_crop(), triangles, size, size)
     tol = visibility_tolerance * size
     depth = open_depth(raster, SELF_RADIUS * size)
     self_vis = zbuffer_visibility_of(raster, lmk_crop, tol, depth=depth)
-    vertex_vis = zbuffer_visibility_of(raster, verts_crop, tol, depth=depth)
     ext_vis = np.ones(len(lmk_crop))
+    seg = dilated = None
     if "seg" in outputs:
         seg = np.clip(np.asarray(outputs["seg"][index], dtype=np.float32).reshape(-1, size, size)[0], 0.0, 1.0)
         dilated = dilate_seg(seg, EXTERNAL_RADIUS * size)
         ext_vis = landmark_external_visibility(seg, lmk_crop, dilated=dilated)
-        vertex_vis = vertex_vis * external_visibility(seg, verts_crop, dilated=dilated)
     back = invert_matrix(crop_matrix(crop_box, size))
-    verts = transform_points(verts_crop, back)
     lmk = transform_points(lmk_crop, back)
+
+    def vertex_visibility() -> np.ndarray:
+        v = vertices_crop()
+        vis = zbuffer_visibility_of(raster, v, tol, depth=depth)
+        if seg is not None:
+            vis = vis * external_visibility(seg, v, dilated=dilated)
+        return vis.astype(np.float32)
+
     return Face(
         bbox=np.asarray(bbox, dtype=np.float64),
         score=float(score),
@@ -101,12 +129,12 @@ def decode_face(
         landmarks_3d=lmk,
         visibility=self_vis * ext_vis,
         pose=pose_dict(rotation),
-        vertices=verts,
+        vertices=lambda: transform_points(vertices_crop(), back),
         triangles=np.asarray(triangles),
         crop_box=np.asarray(crop_box, dtype=np.float64),
         self_visibility=self_vis,
         external_visibility=ext_vis,
-        vertex_visibility=vertex_vis.astype(np.float32),
+        vertex_visibility=vertex_visibility,
     )
 
 

@@ -39,13 +39,16 @@ class Face:
         pose: ``{"yaw", "pitch", "roll"}`` degrees (``Pose_Para`` convention: ``R = Rx(pitch) Ry(yaw) Rz(roll)``)
             and ``"rotation"``: the proper ``(3, 3)`` ``R`` acting on y-up model points.
         vertices: ``(N, 3)`` dense mesh in image px, same z convention as ``landmarks_3d``, face-model vertex order.
+            May be given as a zero-argument function: it is then computed on first access (``FaceAligner`` does
+            this, so a face costs its 53k vertices only when they are used).
         triangles: ``(T, 3)`` int vertex indices of ``vertices``.
         crop_box: ``(4,)`` the square crop the network saw, image px.
         self_visibility: ``(68,)`` {0, 1}: 0 = hidden by the face itself (behind the decoded mesh, e.g. the far
             cheek of a profile); the jawline of a frontal face is 1.
         external_visibility: ``(68,)`` in [0, 1]: the network's probability that nothing (mask, hand, hair,
             object) covers the point; 1 when the network gives no visible-face map.
-        vertex_visibility: ``(N,)`` float32 in [0, 1], the same product for every mesh vertex (None if not computed).
+        vertex_visibility: ``(N,)`` float32 in [0, 1], the same product for every mesh vertex (None if not computed;
+            a function is evaluated on first access, like ``vertices``).
         (Definitions: ``docs/CONVENTIONS.md``, Visibility; :mod:`dsfnet.inference.visibility`.)
     """
 
@@ -97,3 +100,24 @@ class Face:
             },
             "mesh": mesh,
         }
+
+
+def _lazy_field(name: str) -> property:
+    """A dataclass field whose value may be a zero-argument function, called once on first access."""
+    key = "_" + name
+
+    def get(self):
+        value = self.__dict__.get(key)
+        if callable(value):
+            value = value()
+            self.__dict__[key] = value
+        return value
+
+    def set(self, value) -> None:
+        self.__dict__[key] = value
+
+    return property(get, set, doc=f"``{name}`` (computed on first access when given as a function)")
+
+
+Face.vertices = _lazy_field("vertices")
+Face.vertex_visibility = _lazy_field("vertex_visibility")
