@@ -211,6 +211,7 @@ def test_the_onnx_hint_works_when_followed(tmp_path, monkeypatch):
     import re
 
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    monkeypatch.setattr("dsfnet.model.weights.default_weights_dir", lambda: tmp_path / "pkg")  # nothing shipped
     monkeypatch.chdir(tmp_path)
     with pytest.raises(WeightsNotFoundError) as e:
         resolve_weights("lite", "onnx")
@@ -326,3 +327,24 @@ def test_grid_zbuffer_visibility_agrees_with_the_full_mesh(shared_dir):
     assert hidden > 0.05 * total  # profiles are in the set: the test is not vacuous
     print(f"grid vs full z-buffer: {same}/{total} landmark flags agree, {hidden} hidden")
     assert same / total >= 0.99, (same, total)
+
+
+def test_shipped_onnx_export_matches_the_shipped_checkpoint_and_is_the_cpu_default(tmp_path, monkeypatch):
+    """``weights/lite-onnx`` must be re-exported whenever ``weights/lite.pt`` changes (scripts/release_weights.py
+    does both); ``backend="auto"`` runs it on the CPU and torch elsewhere or for ``.pt`` files (#18)."""
+    from dsfnet.model.weights import choose_backend, default_weights_dir
+
+    monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
+    assert (default_weights_dir() / "lite-onnx" / "network.onnx").is_file()
+    img = read_image(sample_image_path())
+    auto, torch_ = FaceAligner(), FaceAligner(backend="torch")
+    assert auto.backend == "onnx" and torch_.backend == "torch"
+    fa, ft = auto.predict(img), torch_.predict(img)
+    assert len(fa) == len(ft) == 1
+    np.testing.assert_allclose(fa[0].landmarks_3d, ft[0].landmarks_3d, atol=1e-2)  # image px
+    np.testing.assert_array_equal(fa[0].self_visibility, ft[0].self_visibility)
+    assert choose_backend("lite", default_weights_dir() / "lite.pt") == "torch"
+    assert choose_backend("lite", None, device="cuda") == "torch"
+    assert choose_backend("paper") == "torch"  # no ONNX weights: torch (which then says what is missing)
+    monkeypatch.setenv("DSFNET_WEIGHTS", str(tmp_path))  # the user's own .pt folder: never the shipped ONNX
+    assert choose_backend("lite") == "torch"

@@ -51,8 +51,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--draw", action="store_true", help="write annotated images (and videos: DIR/<name>_overlay.mp4)")
     p.add_argument("--config", default="lite",
                    help="model variant: lite (default; weights shipped) or paper (no shipped weights: train them, pass --weights)")
-    p.add_argument("--weights", metavar="PATH", help="torch checkpoint (.pt) or, for --backend onnx, the export-onnx folder; default: packaged weights")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="torch checkpoint (.pt) or an export-onnx folder / .onnx file; default: packaged weights")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="inference engine: auto (default: ONNX Runtime on the CPU when ONNX weights are found, e.g. "
+                        "the packaged ones; else torch), torch or onnx")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--detector", default="yuface", help="face detector name (default yuface)")
     p.add_argument("--sample", action="store_true", help="also process the bundled sample photo")

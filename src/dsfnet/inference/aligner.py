@@ -37,7 +37,7 @@ from dsfnet.detect.boxes import check_boxes_in_image
 from dsfnet.inference.face import Face, pose_dict
 from dsfnet.inference.onnx import OnnxRunner
 from dsfnet.inference.runner import NetworkRunner, TorchRunner
-from dsfnet.model.weights import BACKENDS, resolve_weights
+from dsfnet.model.weights import BACKENDS, choose_backend, resolve_weights
 from dsfnet.geometry.posmap import NOSE_LANDMARK
 from dsfnet.inference.visibility import (EXTERNAL_RADIUS, SELF_RADIUS, dilate_seg, external_visibility,
                                          landmark_external_visibility, open_depth, zbuffer_visibility,
@@ -148,7 +148,8 @@ class FaceAligner:
             weights. Missing weights raise :class:`~dsfnet.model.weights.WeightsNotFoundError`.
         detector: a registry name (``"yuface"``, ``"boxes"``), a :class:`FaceDetector`, or None (then
             :meth:`predict` needs ``boxes``).
-        backend: ``"torch"`` or ``"onnx"``.
+        backend: ``"auto"`` (default: ONNX Runtime on the CPU when ONNX weights are found, as for the shipped
+            ``lite``; else torch; :func:`dsfnet.model.weights.choose_backend`), ``"torch"`` or ``"onnx"``.
         runner, codec, triangles: inject a network runner and its UV codec / mesh triangles (tests, custom
             models); when ``runner`` is given, ``config``, ``weights``, ``backend`` and ``device`` are unused.
         batch_size: crops per network call.
@@ -161,7 +162,7 @@ class FaceAligner:
         config: str = "lite",
         weights: str | os.PathLike | None = None,
         detector: str | FaceDetector | None = "yuface",
-        backend: str = "torch",
+        backend: str = "auto",
         *,
         runner: NetworkRunner | None = None,
         codec: Any = None,
@@ -169,8 +170,11 @@ class FaceAligner:
         batch_size: int = 8,
         visibility_tolerance: float = 0.02,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        if backend not in (*BACKENDS, "auto"):
+            raise ValueError(f"unknown backend {backend!r}; valid backends: auto, {', '.join(BACKENDS)}")
+        if backend == "auto" and runner is None:
+            backend = choose_backend(config, weights, device)
+        self.backend = backend
         self.detector = None if detector is None or detector == "none" else create_detector(detector)
         if runner is None:
             runner, codec, triangles = self._build(config, weights, backend, device)

@@ -92,3 +92,21 @@ def resolve_weights(config: str, backend: str = "torch", weights: str | os.PathL
         f"no {backend} weights for the {config!r} model; searched (in this order): {'; '.join(searched)}. "
         f"To fix: {hint}. dsfnet never runs with random weights."
     )
+
+
+def choose_backend(config: str, weights: str | os.PathLike | None = None, device: str = "cpu") -> str:
+    """What ``backend="auto"`` runs: ``"onnx"`` (ONNX Runtime) on the CPU when ONNX weights are found where the
+    torch ones would be looked up (``weights``; else ``$DSFNET_WEIGHTS``; else the package, which ships
+    ``lite-onnx/`` beside ``lite.pt``), else ``"torch"`` (GPUs, ``.pt`` files, training checkpoints)."""
+    if not str(device).startswith("cpu"):
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    where = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+    try:
+        resolve_weights(config, "onnx", where)
+    except WeightsNotFoundError:
+        return "torch"
+    return "onnx"
