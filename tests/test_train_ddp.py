@@ -67,5 +67,5 @@ def test_ddp_two_gloo_processes_keep_replicas_identical(tmp_path):
     from dsfnet.train import load_checkpoint
 
     assert load_checkpoint(run_dir / "last.pt", "toy")["train"]["step"] == 6
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.csv",
-                                                        "rank0.pt", "rank1.pt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "best.pt.sha256", "config.yaml", "last.pt",
+                                                        "last.pt.sha256", "metrics.csv", "rank0.pt", "rank1.pt"]

@@ -156,7 +156,9 @@ def test_training_writes_run_folder_and_lowers_loss(tmp_path):
     res = train(cfg, tmp_path / "run")
     assert res.status == "finished" and res.step == 16 and res.epoch == 4
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["best.pt", "config.yaml", "last.pt", "metrics.csv"]
+    assert names == ["best.pt", "best.pt.sha256", "config.yaml", "last.pt", "last.pt.sha256", "metrics.csv"]
+    from dsfnet.train.run_folder import checksum_ok
+    assert checksum_ok(tmp_path / "run" / "last.pt") is True
     assert TrainConfig.load(tmp_path / "run" / "config.yaml") == cfg
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     train_rows = [r for r in rows if r["loss"]]
@@ -332,3 +334,66 @@ def test_no_validation_data_is_said_up_front(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: no validation data" in err
     assert result.best_metric == float("inf")
+
+
+# ------------------------------------------------------------------ run-folder bookkeeping after kills (#19)
+
+def test_a_corrupted_last_checkpoint_is_caught_and_the_newest_epoch_resumed(tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = _config(**{"optim.epochs": 2, "run.keep_epochs": True})
+    train(cfg, run)
+    data = bytearray((run / "last.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit flipped in the middle: torch would still load it
+    (run / "last.pt").write_bytes(bytes(data))
+    res = train(_config(**{"optim.epochs": 3, "run.keep_epochs": True}), run)
+    err = capsys.readouterr().err
+    assert "last.pt: does not match its .sha256" in err and "resumed from" in err and "epoch_002.pt" in err
+    assert res.status == "finished" and res.step == 12
+
+
+def test_missing_last_checkpoint_resumes_from_the_newest_epoch_not_from_zero(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_config(**{"optim.epochs": 2, "run.keep_epochs": True}), run)
+    (run / "last.pt").unlink()
+    (run / "last.pt.sha256").unlink()
+    train(_config(**{"optim.epochs": 3, "run.keep_epochs": True}), run)
+    assert "resumed from" in capsys.readouterr().err
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv", newline=""))
+             if not r["stage"].startswith("val")]
+    assert steps == sorted(set(steps))  # no duplicate rows of redone steps
+
+
+def test_redone_steps_leave_no_duplicate_rows_and_stale_temp_files_are_removed(tmp_path, capsys):
+    from dsfnet.train.run_folder import drop_rows_after
+
+    run = tmp_path / "run"
+    train(_config(**{"optim.epochs": 2, "run.log_every": 1}), run)
+    rows = list(csv.DictReader(open(run / "metrics.csv", newline="")))
+    assert drop_rows_after(run / "metrics.csv", 5) == sum(int(r["step"]) > 5 for r in rows)
+    assert max(int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv", newline=""))) == 5
+    (run / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    train(_config(**{"optim.epochs": 3, "run.log_every": 1}), run)
+    assert not (run / ".last.pt.abc123.tmp").exists() and "removed 1 temporary file" in capsys.readouterr().err
+
+
+def test_a_kill_during_the_end_of_epoch_save_still_gets_its_epoch_file(tmp_path):
+    run = tmp_path / "run"
+    train(_config(**{"optim.epochs": 2, "run.keep_epochs": True}), run)
+    (run / "epoch_002.pt").unlink()  # killed after last.pt, before epoch_002.pt
+    (run / "epoch_002.pt.sha256").unlink()
+    train(_config(**{"optim.epochs": 2, "run.keep_epochs": True}), run)
+    assert (run / "epoch_002.pt").is_file()
+
+
+def test_two_trainings_cannot_share_a_run_folder(tmp_path):
+    from dsfnet.io.output_folder import FolderLock, OutputFolderError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    other = FolderLock(run).acquire()  # another training holds the folder
+    try:
+        with pytest.raises(OutputFolderError, match="run folder .* is in use by another dsfnet run"):
+            train(_config(), run)
+    finally:
+        other.release()
+    assert train(_config(), run).status == "finished"

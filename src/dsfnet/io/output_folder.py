@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsfnet.io.writers import DurableJsonl
 
-__all__ = ["LOCK_NAME", "RESULTS_NAME", "OutputFolder", "OutputFolderError"]
+__all__ = ["LOCK_NAME", "RESULTS_NAME", "FolderLock", "OutputFolder", "OutputFolderError"]
 
 RESULTS_NAME = "results.jsonl"
 LOCK_NAME = ".dsfnet.lock"
@@ -23,6 +23,47 @@ _OUTPUT_GLOBS = ("*_overlay.jpg", "*_overlay.mp4")
 
 class OutputFolderError(ValueError):
     """The output folder cannot be used as asked (the message says why and what to pass)."""
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``folder/.dsfnet.lock`` (its holder's pid inside), for one writer per folder.
+
+    Released by the OS when the process dies (no stale locks); :meth:`release` removes the file while still
+    holding the lock, so a run starting then either fails on the held lock or creates a fresh file.
+    Raises OutputFolderError (from :meth:`acquire`) when another process holds it. No-op where ``fcntl`` is missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "--output") -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            self._fd = fd
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise OutputFolderError(f"{self.what} {self.path.parent} is in use by another dsfnet run (pid {other}); "
+                                    "wait for it or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
 
 def problem_creating(out: Path) -> str | None:
@@ -56,7 +97,7 @@ class OutputFolder:
         self.root = Path(root)
         self.overwrite, self.resume = overwrite, resume
         self.results: DurableJsonl | None = None
-        self._lock_fd: int | None = None
+        self._lock = FolderLock(self.root)
 
     def previous_outputs(self) -> list[Path]:
         """The files and folders of an earlier run in :attr:`root`."""
@@ -81,42 +122,18 @@ class OutputFolder:
         """Create and lock the folder, clear or keep the previous run, and return the results writer."""
         self.check()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        self._lock.acquire()
         if self.overwrite:
             for p in self.previous_outputs():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         self.results = DurableJsonl(self.root / RESULTS_NAME, resume=self.resume)
         return self.results
 
-    def _lock(self) -> None:
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory lock
-            self._lock_fd = fd
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise OutputFolderError(f"--output {self.root} is in use by another dsfnet run (pid {other}); wait for "
-                                    "it or choose another folder") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
-
     def close(self) -> None:
-        """Flush the results, remove the lock file and release the lock (unlinked while still held, so a run
-        starting now either fails on the held lock or creates a fresh file)."""
+        """Flush the results and release the lock (:meth:`FolderLock.release`)."""
         if self.results is not None:
             self.results.close()
-        if self._lock_fd is not None:
-            try:
-                (self.root / LOCK_NAME).unlink(missing_ok=True)
-            finally:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+        self._lock.release()
 
     def __enter__(self) -> DurableJsonl:
         return self.open()

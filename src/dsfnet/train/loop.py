@@ -59,6 +59,7 @@ from dsfnet.train.state import (
     seed_everything,
     train_state,
 )
+from dsfnet.train.run_folder import checksum_ok, drop_rows_after, remove_stale_temp_files, resume_candidates, write_checksum
 from dsfnet.train.validation import evaluate
 
 
@@ -120,11 +121,20 @@ class Trainer:
         self.step, self.best_metric, self.best_branch = 0, math.inf, ""
         self._stop_reason: str | None = None
         self._last_stage = ""
+        self._lock = None
         if self.is_main:
+            from dsfnet.io.output_folder import FolderLock
+
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = FolderLock(self.run_dir, what="run folder").acquire()  # one training per folder
+            stale = remove_stale_temp_files(self.run_dir)
+            if stale:
+                print(f"removed {len(stale)} temporary file(s) of an interrupted save: {', '.join(stale)}",
+                      file=sys.stderr)
         self.procs.barrier()
-        if (self.run_dir / LAST).is_file():
-            self._resume(self.run_dir / LAST)
+        candidates = resume_candidates(self.run_dir, LAST)
+        if candidates:
+            self._resume_first_usable(candidates)
         else:
             fresh_start(self.model, self.optimizer, r, train_set, verbose=self.is_main)
             # every replica starts from rank 0's parameters and buffers
@@ -138,6 +148,37 @@ class Trainer:
             self.forward = DistributedDataParallel(self.forward, device_ids=ids, find_unused_parameters=True)
         if self.is_main:
             save_config(config, self.run_dir / CONFIG_NAME)
+
+    def _resume_first_usable(self, candidates: list[Path]) -> None:
+        """Resume from the first candidate that matches its checksum and loads (``last.pt``, then the newest
+        epoch files); say which were skipped and why. ValueError when none is usable."""
+        skipped = []
+        for path in candidates:
+            if checksum_ok(path) is False:
+                skipped.append(f"{path.name}: does not match its .sha256 (corrupt)")
+                continue
+            try:
+                self._resume(path)
+            except (ValueError, RuntimeError, OSError, EOFError) as exc:
+                skipped.append(f"{path.name}: {type(exc).__name__}: {exc}")
+                continue
+            if skipped and self.is_main:
+                print("skipped unusable checkpoint(s): " + "; ".join(skipped), file=sys.stderr)
+            if self.is_main:
+                dropped = drop_rows_after(self.run_dir / CSV_NAME, self.step)
+                if dropped:
+                    print(f"{CSV_NAME}: dropped {dropped} row(s) logged after step {self.step} (redone now)",
+                          file=sys.stderr)
+            return
+        self.close()
+        raise ValueError(f"{self.run_dir} holds checkpoints but none can be resumed ({'; '.join(skipped)}); move them "
+                         "away to start again, or choose another run folder")
+
+    def close(self) -> None:
+        """Release the run folder's lock (``fit`` does it when it ends)."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     def _resume(self, path: Path) -> None:
         got = resume(path, self.model, self.optimizer, restore_generators=self.rank == 0)
@@ -161,6 +202,7 @@ class Trainer:
         save_checkpoint(self.run_dir / name, self.model, config=self.config.to_dict(),
                         train_state=train_state(self.step, self.steps_per_epoch, self.best_metric, self.best_branch,
                                                 self.optimizer))
+        write_checksum(self.run_dir / name)  # verified on resume: a corrupted checkpoint is never resumed silently
 
     def _sync_buffers(self) -> None:
         """Give every replica rank 0's buffers (BN running statistics drift per rank after the last forward)."""
@@ -194,6 +236,7 @@ class Trainer:
                 for s, h in old.items():
                     signal.signal(s, h)
             torch.set_num_threads(self._threads_before)
+            self.close()
 
     def _fit(self) -> TrainResult:
         cfg, r = self.config, self.config.run
@@ -208,6 +251,7 @@ class Trainer:
         status = "finished"
         acc: dict[str, float] = {}
         n_acc, skipped, t_log = 0, 0, time.monotonic()
+        self._write_missing_epoch_file()
         self.model.train()
         try:
             reason = self._should_stop(t_start)
@@ -287,6 +331,13 @@ class Trainer:
         loader = random_batches(self.train_set, self.config.data, n_batches, self.config.run.seed * 100003 + self.step)
         recompute_batchnorm_statistics(self.model, start_workers(loader),
                                        lambda m, b: m(images_to_input(to_device(b, self.device)["image"])))
+
+    def _write_missing_epoch_file(self) -> None:
+        """A run killed during its end-of-epoch save resumes at the epoch boundary: write the epoch file it lacks."""
+        if self.config.run.keep_epochs and self.step > 0 and self.step % self.steps_per_epoch == 0:
+            name = epoch_checkpoint_name(self.step // self.steps_per_epoch)
+            if not (self.run_dir / name).is_file():
+                self.save(name)
 
     def _end_of_epoch(self, log: CsvLog | None, bar: Any) -> None:
         r = self.config.run
