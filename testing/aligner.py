@@ -78,12 +78,15 @@ def posed_toy_face(crop_size: int = 64, uv_size: int = 32, pitch: float = 0.0, y
 
 
 def toy_aligner(detector="none", crop_size: int = 64, uv_size: int = 32, pitch: float = 0.0, yaw: float = 20.0,
-                roll: float = 0.0, seg: np.ndarray | None = None):
-    """A :class:`FaceAligner` whose network always returns the posed toy face; returns ``(aligner, ToyFace)``."""
+                roll: float = 0.0, seg: np.ndarray | None = None, passes: int = 1):
+    """A :class:`FaceAligner` whose network always returns the posed toy face; returns ``(aligner, ToyFace)``.
+
+    One alignment pass by default: the static network returns the same crop-frame face whatever the crop, so the
+    exact-number tests are written for the box's crop."""
     from dsfnet.inference.aligner import FaceAligner
 
     toy = posed_toy_face(crop_size, uv_size, pitch, yaw, roll)
     runner = StaticRunner(toy.codec.encode(toy.vertices_crop), toy.rotation, crop_size, seg=seg)
     aligner = FaceAligner(detector=None if detector == "none" else detector, runner=runner, codec=toy.codec,
-                          triangles=toy.face_model.triangles)
+                          triangles=toy.face_model.triangles, passes=passes)
     return aligner, toy

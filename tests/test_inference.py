@@ -337,14 +337,40 @@ def test_shipped_onnx_export_matches_the_shipped_checkpoint_and_is_the_cpu_defau
     monkeypatch.delenv("DSFNET_WEIGHTS", raising=False)
     assert (default_weights_dir() / "lite-onnx" / "network.onnx").is_file()
     img = read_image(sample_image_path())
-    auto, torch_ = FaceAligner(), FaceAligner(backend="torch")
+    auto, torch_ = FaceAligner(passes=1), FaceAligner(backend="torch", passes=1)
     assert auto.backend == "onnx" and torch_.backend == "torch"
     fa, ft = auto.predict(img), torch_.predict(img)
     assert len(fa) == len(ft) == 1
     np.testing.assert_allclose(fa[0].landmarks_3d, ft[0].landmarks_3d, atol=1e-2)  # image px
+    auto.passes = torch_.passes = 2  # the second crop follows each backend's own first pass: still within 0.05 px
+    np.testing.assert_allclose(auto.predict(img)[0].landmarks_3d, torch_.predict(img)[0].landmarks_3d, atol=5e-2)
     np.testing.assert_array_equal(fa[0].self_visibility, ft[0].self_visibility)
     assert choose_backend("lite", default_weights_dir() / "lite.pt") == "torch"
     assert choose_backend("lite", None, device="cuda") == "torch"
     assert choose_backend("paper") == "torch"  # no ONNX weights: torch (which then says what is missing)
     monkeypatch.setenv("DSFNET_WEIGHTS", str(tmp_path))  # the user's own .pt folder: never the shipped ONNX
     assert choose_backend("lite") == "torch"
+
+
+def test_second_pass_crops_from_the_first_pass_landmarks():
+    """passes=2: the second crop is the training crop rule applied to the first pass's landmarks (#15)."""
+    one, _ = toy_aligner(yaw=20.0, passes=1)
+    two, _ = toy_aligner(yaw=20.0, passes=2)
+    first = one.predict(IMG, boxes=[BOX])[0]
+    second = two.predict(IMG, boxes=[BOX])[0]
+    np.testing.assert_allclose(second.crop_box, box_from_landmarks(first.landmarks_2d))
+    assert two.runner.calls == 2 and second.score == first.score
+    np.testing.assert_allclose(second.bbox, first.bbox)  # the face keeps its detection box
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        toy_aligner(passes=0)
+
+
+def test_default_passes_three_for_given_boxes_one_for_own_detections():
+    from dsfnet.inference.aligner import BOX_PASSES, DETECTOR_PASSES
+
+    aligner, _ = toy_aligner(passes=None)
+    aligner.predict(IMG, boxes=[BOX])
+    assert aligner.runner.calls == BOX_PASSES == 3
+    det_aligner, _ = toy_aligner(detector="yuface", passes=None)
+    det_aligner.predict(read_image(sample_image_path()))
+    assert det_aligner.runner.calls == DETECTOR_PASSES == 1

@@ -63,7 +63,7 @@ def backends(tmp_path_factory, onnx_image_stage):
     folder, diff = export_folder(model, tmp_path_factory.mktemp("onnx") / "lite-onnx", "lite", face_model=fm)
     codec = UVCodec(layout, s)
     t_runner, o_runner = TorchRunner(model), OnnxRunner(folder, "lite", face_model=fm, threads=1)
-    aligners = [FaceAligner(detector=None, runner=r, codec=codec, triangles=fm.triangles) for r in (t_runner, o_runner)]
+    aligners = [FaceAligner(detector=None, runner=r, codec=codec, triangles=fm.triangles, passes=1) for r in (t_runner, o_runner)]
     return {"img": img, "model": model, "runners": (t_runner, o_runner), "aligners": aligners, "export_diff": diff,
             "image_stage": onnx_image_stage(model)}
 
