@@ -17,7 +17,7 @@ install: $(BIN)/dsfnet
 
 # Main job: predict on the bundled sample photo, on defaults; writes out/demo/.
 demo: install
-	$(BIN)/dsfnet predict --sample --output out/demo --draw --save-mesh obj
+	$(BIN)/dsfnet predict --sample --output out/demo --draw --save-mesh obj --overwrite
 
 # The whole test suite (tests needing ../shared skip when it is absent).
 test: install
