@@ -8,7 +8,6 @@ from dsfnet.crop import (
     BoxCalibration,
     box_from_detection,
     box_from_landmarks,
-    compose,
     crop_matrix,
     invert_matrix,
     transform_points,
@@ -51,4 +50,3 @@ def test_point_round_trip_and_z_scaling():
     assert c[1, 2] == pytest.approx(-2.0 * 1.28)
     back = transform_points(c, invert_matrix(m))
     np.testing.assert_allclose(back, pts, atol=1e-9)
-    np.testing.assert_allclose(transform_points(pts, compose(invert_matrix(m), m)), pts, atol=1e-9)

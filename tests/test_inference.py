@@ -298,8 +298,6 @@ def test_eval_predictor_adapter():
     p = pred.predict_from_landmarks(IMG, lmk)
     assert isinstance(p, Prediction) and p.landmarks.shape == (68, 3) and p.vertices.shape[1] == 3
     np.testing.assert_allclose(p.rotation, aligner.runner.rotation)
-    q = pred.predict_from_box(IMG, BOX)
-    np.testing.assert_allclose(q.landmarks, aligner.predict(IMG, boxes=[BOX])[0].landmarks_3d)
 
 
 def test_grid_zbuffer_visibility_agrees_with_the_full_mesh(shared_dir):

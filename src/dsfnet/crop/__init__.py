@@ -115,10 +115,3 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def invert_matrix(matrix: np.ndarray) -> np.ndarray:
     """Inverse of a 2×3 affine (crop → image)."""
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
-
-
-def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """2×3 affine ``outer ∘ inner`` (apply ``inner`` first)."""
-    o = np.vstack([np.asarray(outer, dtype=np.float64), [0, 0, 1]])
-    i = np.vstack([np.asarray(inner, dtype=np.float64), [0, 0, 1]])
-    return (o @ i)[:2]

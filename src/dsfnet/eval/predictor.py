@@ -60,9 +60,6 @@ class Predictor(Protocol):
         """Predict with the predictor's own crop rule applied to ``(68, 2)`` GT landmarks (image px)."""
         ...
 
-    def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
-        """Predict from a detector/user box ``[l, t, r, b]`` (image px)."""
-        ...
 
 
 def _check_inputs(image_rgb: np.ndarray, landmarks_2d: np.ndarray | None = None) -> None:
@@ -101,9 +98,6 @@ class GroundTruthPredictor:
         _check_inputs(image_rgb, landmarks_2d)
         return self._prediction()
 
-    def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
-        _check_inputs(image_rgb)
-        return self._prediction()
 
 
 class TeacherPredictor:
@@ -137,11 +131,6 @@ class TeacherPredictor:
         _check_inputs(image_rgb, landmarks_2d)
         return self._wrap(self.teacher.predict(image_rgb, roi_from_landmarks(np.asarray(landmarks_2d)[:, :2])))
 
-    def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
-        from dsfnet.teacher.roi import roi_from_detection
-
-        _check_inputs(image_rgb)
-        return self._wrap(self.teacher.predict(image_rgb, roi_from_detection(box)))
 
 
 class AlignerPredictor:
@@ -150,15 +139,13 @@ class AlignerPredictor:
     Landmark and vertex z are relative to the nose tip (image px); every metric removes z offsets anyway.
 
     Args:
-        aligner: a ``FaceAligner`` (its detector is not run; crops come from the evaluation's landmarks/boxes).
-        box_calibration: crop rule for :meth:`predict_from_box`; default: the aligner's detector calibration.
+        aligner: a ``FaceAligner`` (its detector is not run; crops come from the evaluation's landmarks).
     """
 
     name = "dsfnet"
 
-    def __init__(self, aligner, box_calibration=None) -> None:
+    def __init__(self, aligner) -> None:
         self.aligner = aligner
-        self.box_calibration = box_calibration
 
     @staticmethod
     def _wrap(face) -> Prediction:
@@ -169,11 +156,6 @@ class AlignerPredictor:
         _check_inputs(image_rgb, landmarks_2d)
         return self._wrap(self.aligner.predict_from_landmarks(image_rgb, np.asarray(landmarks_2d)[:, :2]))
 
-    def predict_from_box(self, image_rgb: np.ndarray, box) -> Prediction:
-        """Crop from a ``[l, t, r, b]`` box (image px) through ``box_calibration``."""
-        _check_inputs(image_rgb)
-        faces = self.aligner.predict(image_rgb, boxes=[box], box_calibration=self.box_calibration)
-        return self._wrap(faces[0])
 
 
 def create_dsfnet_predictor(weights: str | Path | None, config: str = "lite", device: str = "cpu",
