@@ -67,6 +67,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true",
                        help="replace a previous run in --output (its results.jsonl, meshes/ and overlays)")
     p.add_argument("--quiet", action="store_true", help="no progress output (errors and the summary stay)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help='local (default: this process) or ray (an actor pool; pip install "dsfnet[ray]")')
+    p.add_argument("--address", metavar="ADDR",
+                   help="--engine ray: a cluster to join (auto, ray://host:10001); default: a local Ray instance")
+    p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="--engine ray: actors (default 2)")
     p.set_defaults(func=run)
     return p
 
@@ -86,12 +91,17 @@ def _err(msg: str) -> None:
     print(f"dsfnet predict: {msg}", file=sys.stderr)
 
 
+def aligner_kwargs(args) -> dict:
+    """``FaceAligner`` keyword arguments of the parsed arguments (also what each Ray actor builds)."""
+    return {"device": args.device, "config": args.config, "weights": args.weights, "detector": args.detector,
+            "backend": args.backend}
+
+
 def build_aligner(args):
     """The :class:`~dsfnet.inference.FaceAligner` for the parsed arguments (tests replace this function)."""
     from dsfnet.inference import FaceAligner
 
-    return FaceAligner(device=args.device, config=args.config, weights=args.weights, detector=args.detector,
-                       backend=args.backend)
+    return FaceAligner(**aligner_kwargs(args))
 
 
 def expand_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -135,17 +145,6 @@ class _Outputs:
         return name
 
 
-def _printable(given: str) -> str:
-    """The path as valid UTF-8 text: bytes a file name holds that are not UTF-8 become ``\\xNN``."""
-    return os.fsencode(given).decode("utf-8", errors="backslashreplace")
-
-
-def _record(given: str, frame, image, faces, meshes) -> dict:
-    h, w = image.shape[:2]
-    return {"image": _printable(given), "frame": frame, "width": int(w), "height": int(h),
-            "faces": [f.to_dict(mesh=m) for f, m in zip(faces, meshes)]}
-
-
 class _Stop(KeyboardInterrupt):
     """SIGTERM, raised where the run is, so it ends like Ctrl-C: the input in flight is dropped, the rest kept."""
 
@@ -185,93 +184,9 @@ class _Progress:
             self.bar.close()
 
 
-def _save_meshes(args, out: Path, stem: str, faces, height: int) -> list:
-    if not args.save_mesh:
-        return [None] * len(faces)
-    from dsfnet.geometry import flip_y_points
-    from dsfnet.io import write_mesh
-
-    names = []
-    for i, f in enumerate(faces):
-        rel = Path("meshes") / f"{stem}_{i}.{args.save_mesh}"
-        # y up (y = H - y), so that mesh viewers show the face upright
-        write_mesh(out / rel, flip_y_points(f.vertices, height), f.triangles, fmt=args.save_mesh,
-                   comment="dsfnet mesh: image pixels, x right, y up (y = H - y_image), z toward the camera")
-        names.append(rel.as_posix())
-    return names
-
-
-def _process_image(args, aligner, boxes_db, given: str, out: Path, stem: str, writer) -> int:
-    """Align one image and write its record (and files); returns the number of faces."""
-    from dsfnet.io import read_image, write_image
-
-    image = read_image(given)
-    boxes = boxes_db.lookup(given) if boxes_db is not None else None
-    faces = aligner.predict(image, boxes=boxes)
-    meshes = _save_meshes(args, out, stem, faces, image.shape[0])
-    if args.draw:
-        from dsfnet.inference.visualize import draw_faces
-
-        write_image(out / f"{stem}_overlay.jpg", draw_faces(image, faces))
-    writer.write(_record(given, None, image, faces, meshes))
-    return len(faces)
-
-
-def _process_video(args, aligner, boxes_db, kind: str, given: str, out: Path, stem: str, writer) -> int:
-    """Align every frame; returns the number of frames. Ctrl-C stops a camera cleanly."""
-    import time
-
-    from dsfnet.inference import FaceTracker
-    from dsfnet.io.video import VideoReadError, VideoWriterRGB, iter_video_frames, open_video
-
-    cap, info = open_video(given)
-    frames = iter_video_frames(given, args.max_frames, opened=(cap, info))
-    fps = info.fps if info.fps and info.fps > 0 else 30.0
-    tracker = FaceTracker(aligner, smooth=not args.no_smooth)
-    boxes = boxes_db.lookup(given) if boxes_db is not None else None
-    video_out = None
-    done = 0
-    t0 = time.monotonic()
-    from tqdm import tqdm
-
-    bar = tqdm(total=info.frame_count or None, desc=Path(given).name if kind == "video" else f"camera {given}",
-               unit="frame", disable=True if args.quiet else None, file=sys.stderr, leave=False)
-    try:
-        try:
-            for n, rgb in frames:
-                t = n / fps if kind == "video" else time.monotonic() - t0 + 1e-6 * n
-                faces = tracker.update(rgb, t, boxes=boxes if n == 0 else None)
-                meshes = _save_meshes(args, out, f"{stem}_f{n:06d}", faces, rgb.shape[0])
-                if args.draw:
-                    from dsfnet.inference.visualize import draw_faces
-
-                    if video_out is None:
-                        video_out = VideoWriterRGB(out / f"{stem}_overlay.mp4", fps, (rgb.shape[1], rgb.shape[0]))
-                    video_out.write(draw_faces(rgb, faces, mesh="wireframe"))
-                writer.write(_record(given, n, rgb, faces, meshes))
-                done = n + 1
-                bar.update(1)
-        except KeyboardInterrupt as exc:
-            if kind != "camera" or isinstance(exc, _Stop):
-                raise
-            # Ctrl-C is how a camera run ends: keep what was recorded
-    except BaseException:
-        if video_out is not None:
-            video_out._discard()
-        raise
-    finally:
-        frames.close()
-        cap.release()  # also when the generator never started (releasing twice is harmless)
-        bar.close()
-    if video_out is not None:
-        video_out.close()
-    if done == 0:
-        raise VideoReadError(f"no frame could be decoded from {given}")
-    return done
-
-
 def run(args: argparse.Namespace) -> int:
     from dsfnet.detect import BoxesDetector
+    from dsfnet.inference.batch import BatchOptions, error_record, printable, process_input
     from dsfnet.inference import WeightsNotFoundError
     from dsfnet.io.output_folder import OutputFolder, OutputFolderError
 
@@ -304,8 +219,19 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         _err("nothing to process")
         return 2 if not failed else 1
+    if args.engine == "ray":
+        from dsfnet.inference.ray_engine import RAY_MISSING, ray_available
+
+        if not ray_available():
+            _err(RAY_MISSING)
+            return 2
     try:
-        aligner = build_aligner(args)
+        aligner = build_aligner(args) if args.engine == "local" else None  # Ray actors build their own
+        if args.engine == "ray":  # fail before Ray starts
+            from dsfnet.model.weights import choose_backend, resolve_weights
+
+            backend = args.backend if args.backend != "auto" else choose_backend(args.config, args.weights, args.device)
+            resolve_weights(args.config, backend, args.weights)
     except WeightsNotFoundError as exc:
         _err(str(exc))
         return 2
@@ -321,31 +247,35 @@ def run(args: argparse.Namespace) -> int:
         with folder as writer:
             done = _resumable(writer, items) if args.resume else set()
             for given, msg in errors:
-                writer.write({"image": _printable(given), "frame": None, "error": msg})
+                writer.write(error_record(given, msg))
             progress = _Progress(len(items), args.quiet)
+            options = BatchOptions(save_mesh=args.save_mesh, draw=args.draw, max_frames=args.max_frames,
+                                   smooth=not args.no_smooth, quiet=args.quiet)
+            todo = []
+            for (kind, given), stem in zip(items, stems):
+                if kind == "image" and printable(given) in done:
+                    skipped += 1
+                    progress.update()
+                else:
+                    todo.append((kind, given, stem))
             try:
-                for (kind, given), stem in zip(items, stems):
-                    if kind == "image" and _printable(given) in done:
-                        skipped += 1
-                        progress.update()
-                        continue
-                    try:
-                        if kind == "image":
-                            faces = _process_image(args, aligner, boxes_db, given, out, stem, writer)
-                            n_images += 1
-                        else:
-                            frames = _process_video(args, aligner, boxes_db, kind, given, out, stem, writer)
-                            n_frames += frames
-                            faces = 0
-                        progress.update(faces)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as exc:  # one clear line per bad input (stderr and results.jsonl); go on
+                if args.engine == "local":
+                    results = ((None, process_input(options, aligner, boxes_db, kind, given, out, stem, writer.write))
+                               for kind, given, stem in todo)
+                else:
+                    from dsfnet.inference.ray_engine import run_on_ray
+
+                    results = run_on_ray(todo, aligner_kwargs=aligner_kwargs(args), boxes_file=args.boxes,
+                                         options=options, out=out, workers=args.workers, address=args.address)
+                for (kind, given, _), (records, res) in zip(todo, results):
+                    for rec in records or ():  # the Ray engine hands the records back; the local one wrote them
+                        writer.write(rec)
+                    n_images += res.images
+                    n_frames += res.frames
+                    if res.error is not None:
                         failed += 1
-                        msg = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
-                        progress.message(f"{given}: {msg}")
-                        writer.write({"image": _printable(given), "frame": None, "error": msg})
-                        progress.update(failed=True)
+                        progress.message(f"{given}: {res.error}")
+                    progress.update(res.faces, failed=res.error is not None)
             except KeyboardInterrupt as exc:
                 stopped = exc
             finally:
@@ -379,7 +309,9 @@ def _raise_stop(signum, frame) -> None:
 def _resumable(writer, items) -> set[str]:
     """Keep the previous run's successful image records; drop its failures and the records of the videos in
     ``items`` (they are redone whole). Returns the images that are done."""
-    videos = {_printable(given) for kind, given in items if kind != "image"}
+    from dsfnet.inference.batch import printable
+
+    videos = {printable(given) for kind, given in items if kind != "image"}
     keep = [r for r in writer.kept if "error" not in r and r.get("frame") is None and r.get("image") not in videos]
     if len(keep) != len(writer.kept):
         writer.rewrite(keep)
