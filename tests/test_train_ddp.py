@@ -69,3 +69,47 @@ def test_ddp_two_gloo_processes_keep_replicas_identical(tmp_path):
     assert load_checkpoint(run_dir / "last.pt", "toy")["train"]["step"] == 6
     assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "best.pt.sha256", "config.yaml", "last.pt",
                                                         "last.pt.sha256", "metrics.csv", "rank0.pt", "rank1.pt"]
+
+
+def _worker_dies(rank: int, world: int, port: int, run_dir: str, die_at: int) -> None:
+    """Like :func:`_worker`, but rank 1 is killed (``os._exit``) when it reaches step ``die_at``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), DSFNET_DIST_TIMEOUT="20")
+    from dsfnet.train.config import TrainConfig
+    from dsfnet.train.loop import Trainer
+    from testing.toy_network import registered_toy, toy_datasets
+
+    with registered_toy():
+        train_set, val_set = toy_datasets(TOY["data"]["synthetic"])
+        trainer = Trainer(TrainConfig.from_dict(TOY), run_dir, train_set=train_set, val_set=val_set)
+        step = trainer._train_step
+
+        def maybe_die(batch):
+            if rank == 1 and trainer.step == die_at:
+                os._exit(1)  # a rank dies mid-run: no checkpoint, no goodbye
+            return step(batch)
+
+        trainer._train_step = maybe_die
+        trainer.fit()
+
+
+@pytest.mark.slow
+def test_ddp_run_survives_a_dead_rank_by_resuming_from_the_last_checkpoint(tmp_path):
+    """Rank 1 dies at step 5 (after the epoch-end checkpoint at step 4); the other rank fails instead of hanging;
+    rerunning both ranks resumes from last.pt at step 4 and finishes (#17)."""
+    run_dir = tmp_path / "run"
+    ctx = mp.start_processes(_worker_dies, args=(2, _free_port(), str(run_dir), 5), nprocs=2, join=False,
+                             start_method="spawn")
+    with pytest.raises(Exception):  # noqa: B017 - torch reports the dead rank as ProcessExitedException
+        while not ctx.join(timeout=120):
+            pass
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+    from dsfnet.train import load_checkpoint
+
+    assert load_checkpoint(run_dir / "last.pt", "toy")["train"]["step"] == 4
+    mp.spawn(_worker, args=(2, _free_port(), str(run_dir)), nprocs=2, join=True)
+    r0 = torch.load(run_dir / "rank0.pt", weights_only=True)
+    assert r0["step"] == 6 and r0["status"] == "finished"
+    assert load_checkpoint(run_dir / "last.pt", "toy")["train"]["step"] == 6

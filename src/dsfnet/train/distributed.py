@@ -56,8 +56,11 @@ def join_processes(device: str) -> Processes:
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         use_cuda = device.startswith("cuda") and torch.cuda.is_available()
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        if not dist.is_initialized():  # a dead rank fails the others after DSFNET_DIST_TIMEOUT s (default 30 min)
+            from datetime import timedelta
+
+            timeout = timedelta(seconds=float(os.environ.get("DSFNET_DIST_TIMEOUT", "1800")))
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
         dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
         if use_cuda:
             torch.cuda.set_device(dev)
