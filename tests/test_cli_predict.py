@@ -283,3 +283,17 @@ def test_progress_lines_when_not_a_terminal_and_quiet(fake, tmp_path, monkeypatc
     assert main(["predict", *paths, "-o", str(tmp_path / "o2"), "--quiet"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dsfnet predict: 3 image(s)")  # only the summary
+
+
+def test_folder_walks_skip_loops_and_dangling_links_and_say_so(fake, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "sub" / "a.png"), read_image(sample_image_path())[:, :, ::-1])
+    (src / "sub" / "loop").symlink_to(src)  # a symbolic-link loop
+    (src / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")  # a link to nothing
+    out = tmp_path / "out"
+    assert main(["predict", str(src), str(src / "gone.jpg"), "-o", str(out)]) == 1  # the named dangling link fails
+    err = capsys.readouterr().err
+    assert "symbolic-link loop" in err and "a symbolic link to nothing" in err
+    assert "unusable path(s) in folders skipped" in err
+    assert [Path(r["image"]).name for r in _lines(out / "results.jsonl") if "error" not in r] == ["a.png"]

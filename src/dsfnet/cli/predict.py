@@ -104,28 +104,62 @@ def build_aligner(args):
     return FaceAligner(**aligner_kwargs(args))
 
 
-def expand_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def expand_inputs(paths: list[str], skipped: list[str] | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``([(kind, path), ...], [(path, error), ...])`` with kind ``image`` | ``video`` | ``camera``; folders are
-    walked."""
+    walked (symbolic links followed, each real folder once). What a walk cannot use is appended to ``skipped`` as
+    one line each: unreadable folders, symbolic-link loops, links that point nowhere."""
     from dsfnet.io import VIDEO_SUFFIXES, image_suffixes, is_camera
 
     wanted = set(image_suffixes()) | set(VIDEO_SUFFIXES)
+    skipped = [] if skipped is None else skipped
     items, errors = [], []
     for given in paths:
         p = Path(given)
-        if is_camera(given):
-            items.append(("camera", given))
-        elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
-            if not found:
-                errors.append((given, f"folder holds no image or video files ({', '.join(sorted(wanted))})"))
-            for f in found:
-                items.append(("video" if f.suffix.lower() in VIDEO_SUFFIXES else "image", str(f)))
-        elif not p.exists():
-            errors.append((given, "no such file or folder"))
-        else:
-            items.append(("video" if p.suffix.lower() in VIDEO_SUFFIXES else "image", given))
+        try:
+            if is_camera(given):
+                items.append(("camera", given))
+            elif p.is_dir():
+                found = _walk(p, wanted, skipped)
+                if not found:
+                    errors.append((given, f"folder holds no image or video files ({', '.join(sorted(wanted))})"))
+                for f in found:
+                    items.append(("video" if f.suffix.lower() in VIDEO_SUFFIXES else "image", str(f)))
+            elif p.is_symlink() and not p.exists():
+                errors.append((given, "a symbolic link to nothing"))
+            elif not p.exists():
+                errors.append((given, "no such file or folder"))
+            else:
+                items.append(("video" if p.suffix.lower() in VIDEO_SUFFIXES else "image", given))
+        except OSError as exc:  # e.g. a path inside a folder we may not read
+            errors.append((given, f"cannot be read ({exc.strerror or exc})"))
     return items, errors
+
+
+def _walk(root: Path, wanted: set[str], skipped: list[str]) -> list[Path]:
+    """Files below ``root`` with a wanted suffix, sorted; links followed, loops and unreadable parts skipped."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append(f"{exc.filename}: unreadable folder ({exc.strerror})")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: a loop (or a second way in)
+            skipped.append(f"{folder}: symbolic-link loop (already walked)")
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in files:
+            f = Path(folder) / name
+            if f.suffix.lower() not in wanted:
+                continue
+            if f.is_symlink() and not f.exists():
+                skipped.append(f"{f}: a symbolic link to nothing")
+            elif f.is_file():
+                found.append(f)
+    return sorted(found)
 
 
 class _Outputs:
@@ -212,9 +246,13 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             _err(f"--boxes: {exc}")
             return 2
-    items, errors = expand_inputs(paths)
+    skipped_paths: list[str] = []
+    items, errors = expand_inputs(paths, skipped_paths)
     for given, msg in errors:
         _err(f"{given}: {msg}")
+    if skipped_paths:
+        _err(f"skipped {len(skipped_paths)} path(s) inside the folders: " + "; ".join(skipped_paths[:5])
+             + ("; ..." if len(skipped_paths) > 5 else ""))
     failed = len(errors)
     if not items:
         _err("nothing to process")
@@ -287,7 +325,9 @@ def run(args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     summary = (f"{n_images} image(s), {n_frames} video frame(s), {failed} failed"
-               + (f", {skipped} already done" if skipped else "") + f" -> {out / 'results.jsonl'}")
+               + (f", {skipped} already done" if skipped else "")
+               + (f", {len(skipped_paths)} unusable path(s) in folders skipped" if skipped_paths else "")
+               + f" -> {out / 'results.jsonl'}")
     if stopped is not None:
         why = "terminated" if isinstance(stopped, _Stop) else "interrupted"
         _err(f"{why}: {summary} (the input in flight was dropped; rerun with --resume to continue)")
