@@ -372,3 +372,20 @@ def test_default_passes_three_for_given_boxes_one_for_own_detections():
     det_aligner, _ = toy_aligner(detector="yuface", passes=None)
     det_aligner.predict(read_image(sample_image_path()))
     assert det_aligner.runner.calls == DETECTOR_PASSES == 1
+
+
+def test_predict_takes_a_list_batched_across_images_and_a_stream():
+    aligner, _ = toy_aligner(passes=1)
+    aligner.batch_size = 8
+    single = aligner.predict(IMG, boxes=[BOX])
+    calls = aligner.runner.calls
+    many = aligner.predict([IMG, IMG, IMG], boxes=[[BOX], [BOX, BOX], None if aligner.detector else [BOX]])
+    assert [len(f) for f in many] == [1, 2, 1]
+    assert aligner.runner.calls == calls + 1  # the four crops of three images: one network batch
+    np.testing.assert_allclose(many[1][1].landmarks_3d, single[0].landmarks_3d)
+    stream = aligner.predict(iter([IMG, IMG]))
+    assert not isinstance(stream, list)  # lazy: nothing is computed until asked
+    with pytest.raises(ValueError, match="no detector configured"):
+        next(stream)  # the toy aligner has no detector: each image is processed when reached
+    with pytest.raises(ValueError, match="one entry per image"):
+        aligner.predict([IMG, IMG], boxes=[[BOX]])

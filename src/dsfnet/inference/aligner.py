@@ -145,6 +145,15 @@ def decode_face(
 DETECTOR_PASSES, BOX_PASSES = 1, 3
 
 
+def _is_stream(source) -> bool:
+    """An iterable of images rather than one image (arrays, paths, bytes and PIL images are single images)."""
+    if isinstance(source, (np.ndarray, str, bytes, bytearray, memoryview, os.PathLike)):
+        return False
+    if type(source).__module__.startswith("PIL."):
+        return False
+    return hasattr(source, "__iter__") or hasattr(source, "__next__")
+
+
 class FaceAligner:
     """3D dense face alignment of every face in an image.
 
@@ -245,34 +254,57 @@ class FaceAligner:
             raise ValueError("this FaceAligner has no detector (detector=None): pass boxes= to predict()")
         return self.detector.detect(read_image(image))
 
-    def predict(self, image, boxes=None, *, box_calibration: BoxCalibration | None = None) -> list[Face]:
-        """Align every face of ``image``.
+    def predict(self, image, boxes=None, *, box_calibration: BoxCalibration | None = None):
+        """Align every face of ``image`` — or of every image of a list, or of a stream.
 
         Args:
-            image: a path, array (RGB), PIL image or encoded bytes (see :func:`dsfnet.io.read_image`).
+            image: a path, array (RGB), PIL image or encoded bytes (see :func:`dsfnet.io.read_image`); or a list /
+                tuple of them (the crops of all the images go through the network together, in batches of
+                ``batch_size``); or any other iterable of them, e.g. a generator of video frames (processed lazily).
             boxes: optional face boxes ``[x0, y0, x1, y1]`` (image px; list, ``(N, 4)`` array or Detections);
-                then the detector is skipped and faces come back in the order of the boxes.
+                then the detector is skipped and faces come back in the order of the boxes. With several images:
+                one such entry per image (None: detect in that image).
             box_calibration: how the given boxes map to crops; default: the detector's calibration (boxes
                 like a face detector's), or the landmark-box rule when there is no detector.
         Returns:
-            ``list[Face]`` (empty if no face), by detection score or in the order of ``boxes``.
+            ``list[Face]`` (empty if no face), by detection score or in the order of ``boxes``; for a list of images a
+            list of those; for a stream an iterator of them.
         """
-        img = read_image(image)
-        if boxes is not None:
-            dets = parse_boxes(boxes) if not isinstance(boxes, BoxesDetector) else boxes.detect(img)
-            check_boxes_in_image(dets, img.shape[1], img.shape[0])
-            cal = box_calibration or (self.detector.calibration if self.detector is not None else BoxCalibration())
-        else:
-            if self.detector is None:
-                raise ValueError("no detector configured: pass boxes=[[x0, y0, x1, y1], ...]")
-            dets = self.detector.detect(img)
-            cal = box_calibration or self.detector.calibration
-        crops = [box_from_detection(d.box, cal) for d in dets]
-        boxes_, scores = [d.box for d in dets], [d.score for d in dets]
-        faces = self.align_crops(img, crops, boxes_, scores)
-        passes = self.passes if self.passes is not None else (BOX_PASSES if boxes is not None else DETECTOR_PASSES)
-        for _ in range(passes - 1):  # re-crop from the landmarks: the training crop rule
-            faces = self.align_crops(img, [box_from_landmarks(f.landmarks_2d) for f in faces], boxes_, scores)
+        if isinstance(image, (list, tuple)):
+            per_image = list(boxes) if boxes is not None else [None] * len(image)
+            if len(per_image) != len(image):
+                raise ValueError(f"boxes: one entry per image expected, got {len(per_image)} for {len(image)} images")
+            return self._predict_many([read_image(im) for im in image], per_image, box_calibration)
+        if _is_stream(image):
+            if boxes is not None:
+                raise ValueError("boxes= with a stream of images: pass a list of images with one boxes entry each")
+            return (self.predict(im, box_calibration=box_calibration) for im in image)
+        return self._predict_many([read_image(image)], [boxes], box_calibration)[0]
+
+    def _predict_many(self, imgs: list[np.ndarray], boxes: list, box_calibration) -> list[list[Face]]:
+        """Detect (or take the boxes) per image, then align the crops of all the images together, pass by pass."""
+        jobs = []  # per image: (crop boxes, detection boxes, scores, passes)
+        for img, b in zip(imgs, boxes):
+            if b is not None:
+                dets = parse_boxes(b) if not isinstance(b, BoxesDetector) else b.detect(img)
+                check_boxes_in_image(dets, img.shape[1], img.shape[0])
+                cal = box_calibration or (self.detector.calibration if self.detector is not None else BoxCalibration())
+            else:
+                if self.detector is None:
+                    raise ValueError("no detector configured: pass boxes=[[x0, y0, x1, y1], ...]")
+                dets = self.detector.detect(img)
+                cal = box_calibration or self.detector.calibration
+            passes = self.passes if self.passes is not None else (BOX_PASSES if b is not None else DETECTOR_PASSES)
+            jobs.append(([box_from_detection(d.box, cal) for d in dets], [d.box for d in dets],
+                         [d.score for d in dets], passes))
+        faces = self._align_many(imgs, [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
+        for p in range(1, max((j[3] for j in jobs), default=1)):  # re-crop from the landmarks: the training rule
+            todo = [i for i, j in enumerate(jobs) if j[3] > p]
+            again = self._align_many([imgs[i] for i in todo],
+                                     [[box_from_landmarks(f.landmarks_2d) for f in faces[i]] for i in todo],
+                                     [jobs[i][1] for i in todo], [jobs[i][2] for i in todo])
+            for i, f in zip(todo, again):
+                faces[i] = f
         return faces
 
     def predict_from_landmarks(self, image, landmarks: np.ndarray, score: float = 1.0) -> Face:
@@ -286,14 +318,19 @@ class FaceAligner:
     def align_crops(self, image_rgb: np.ndarray, crop_boxes: Sequence[np.ndarray], bboxes: Sequence[np.ndarray],
                     scores: Sequence[float]) -> list[Face]:
         """Run the network on the given square crop boxes of an ``(H, W, 3)`` uint8 RGB image and decode."""
+        return self._align_many([image_rgb], [list(crop_boxes)], [list(bboxes)], [list(scores)])[0]
+
+    def _align_many(self, imgs: Sequence[np.ndarray], crop_boxes: Sequence[Sequence[np.ndarray]],
+                    bboxes: Sequence[Sequence[np.ndarray]], scores: Sequence[Sequence[float]]) -> list[list[Face]]:
+        """The crops of several images through the network in shared batches of ``batch_size``, decoded per face."""
         size = int(self.runner.input_size)
-        faces: list[Face] = []
-        for start in range(0, len(crop_boxes), self.batch_size):
-            chunk = list(crop_boxes[start:start + self.batch_size])
-            crops = np.stack([warp_image(image_rgb, crop_matrix(b, size), size) for b in chunk])
+        flat = [(i, k) for i, boxes in enumerate(crop_boxes) for k in range(len(boxes))]
+        faces: list[list[Face]] = [[] for _ in imgs]
+        for start in range(0, len(flat), self.batch_size):
+            chunk = flat[start:start + self.batch_size]
+            crops = np.stack([warp_image(imgs[i], crop_matrix(crop_boxes[i][k], size), size) for i, k in chunk])
             out = self.runner(crops)
-            for j, box in enumerate(chunk):
-                k = start + j
-                faces.append(decode_face(out, j, box, self.codec, self.triangles, bbox=bboxes[k], score=scores[k],
-                                         visibility_tolerance=self.visibility_tolerance))
+            for j, (i, k) in enumerate(chunk):
+                faces[i].append(decode_face(out, j, crop_boxes[i][k], self.codec, self.triangles, bbox=bboxes[i][k],
+                                            score=scores[i][k], visibility_tolerance=self.visibility_tolerance))
         return faces
