@@ -297,3 +297,26 @@ def test_folder_walks_skip_loops_and_dangling_links_and_say_so(fake, tmp_path, c
     assert "symbolic-link loop" in err and "a symbolic link to nothing" in err
     assert "unusable path(s) in folders skipped" in err
     assert [Path(r["image"]).name for r in _lines(out / "results.jsonl") if "error" not in r] == ["a.png"]
+
+
+def test_meshes_carry_photo_colours_and_depth_pncc_renders(fake, tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", "--sample", "-o", str(out), "--save-mesh", "ply", "--render", "depth", "pncc"]) == 0
+    head = (out / "meshes" / "sample_0.ply").read_bytes()[:400].decode("ascii", "replace")
+    assert "property uchar red" in head  # vertex colours sampled from the photo
+    depth, pncc = read_image(out / "sample_depth.png"), read_image(out / "sample_pncc.png")
+    face = depth[..., 0] > 0
+    assert depth.shape == pncc.shape == (512, 512, 3) and 0.005 < face.mean() < 0.5
+    assert (pncc[face].max(0) > 200).all() and (pncc[~face] == 0).all()  # each axis spans the face
+    assert main(["predict", "--sample", "-o", str(tmp_path / "plain"), "--save-mesh", "ply", "--no-mesh-colors"]) == 0
+    assert b"red" not in (tmp_path / "plain" / "meshes" / "sample_0.ply").read_bytes()[:400]
+
+
+def test_vertex_colors_are_bilinear_and_clamped():
+    from dsfnet.inference.batch import vertex_colors
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[:, 1] = 100
+    img[:, 2] = 200
+    got = vertex_colors(img, np.array([[1.5, 1.0, 0.0], [-5.0, 9.0, 0.0], [3.0, 3.0, 0.0]]))
+    assert got[:, 0].tolist() == [150, 0, 0]

@@ -49,6 +49,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--boxes", metavar="BOXES.json", help='face boxes per image: {"img.jpg": [[x0, y0, x1, y1], ...]}')
     p.add_argument("--save-mesh", choices=("obj", "ply"), help="write each face's dense mesh in this format")
     p.add_argument("--draw", action="store_true", help="write annotated images (and videos: DIR/<name>_overlay.mp4)")
+    p.add_argument("--no-mesh-colors", action="store_true",
+                   help="--save-mesh without vertex colours (default: sampled from the photo)")
+    p.add_argument("--render", nargs="+", choices=("depth", "pncc"), default=(), metavar="MAP",
+                   help="also write DIR/<name>_depth.png and/or DIR/<name>_pncc.png per image (depth: nearer = "
+                        "brighter; pncc: the face's own normalised x, y, z as colours)")
     p.add_argument("--config", default="lite",
                    help="model variant: lite (default; weights shipped) or paper (no shipped weights: train them, pass --weights)")
     p.add_argument("--weights", metavar="PATH",
@@ -287,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
             for given, msg in errors:
                 writer.write(error_record(given, msg))
             progress = _Progress(len(items), args.quiet)
-            options = BatchOptions(save_mesh=args.save_mesh, draw=args.draw, max_frames=args.max_frames,
+            options = BatchOptions(save_mesh=args.save_mesh, mesh_colors=not args.no_mesh_colors,
+                                   render=tuple(args.render), draw=args.draw, max_frames=args.max_frames,
                                    smooth=not args.no_smooth, quiet=args.quiet)
             todo = []
             for (kind, given), stem in zip(items, stems):

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["BatchOptions", "InputResult", "printable", "process_input"]
+__all__ = ["RENDERS", "BatchOptions", "InputResult", "printable", "process_input", "render_maps", "vertex_colors"]
+
+#: the per-image renders ``--render`` can write: ``depth`` (8-bit, nearer = brighter, per face from its own nearest to
+#: farthest point; 0 = no face) and ``pncc`` (a projected normalised coordinate code as 3DDFA's: each pixel coloured
+#: by the x, y, z of the face at that point in its own frame, the pose undone, each axis normalised to 0..1)
+RENDERS = ("depth", "pncc")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class BatchOptions:
     """What a job writes besides the records (``dsfnet predict``'s flags)."""
 
     save_mesh: str | None = None  # "obj" | "ply"
+    mesh_colors: bool = True  # vertex colours sampled from the photo
+    render: tuple[str, ...] = ()  # of RENDERS
     draw: bool = False
     max_frames: int | None = None
     smooth: bool = True
@@ -56,8 +63,25 @@ def error_record(given: str, message: str) -> dict:
     return {"image": printable(given), "frame": None, "error": message}
 
 
-def save_meshes(options: BatchOptions, out: Path, stem: str, faces, height: int) -> list:
-    """Write each face's mesh (image px, y flipped up) as ``meshes/<stem>_<i>.<fmt>``; the names, or Nones."""
+def vertex_colors(image, vertices) -> "np.ndarray":
+    """``(N, 3)`` uint8 RGB of the photo ``(H, W, 3)`` at each vertex's image position (bilinear; edge-clamped)."""
+    import numpy as np
+
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape[:2]
+    x = np.clip(np.asarray(vertices, dtype=np.float64)[:, 0], 0, w - 1)
+    y = np.clip(np.asarray(vertices, dtype=np.float64)[:, 1], 0, h - 1)
+    x0, y0 = np.minimum(np.floor(x).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(y).astype(int), h - 2 if h > 1 else 0)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return np.clip(np.round(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+
+
+def save_meshes(options: BatchOptions, out: Path, stem: str, faces, image) -> list:
+    """Write each face's mesh (image px, y flipped up; vertex colours from the photo unless ``mesh_colors`` is off)
+    as ``meshes/<stem>_<i>.<fmt>``; the names, or Nones."""
     if not options.save_mesh:
         return [None] * len(faces)
     from dsfnet.geometry import flip_y_points
@@ -66,11 +90,41 @@ def save_meshes(options: BatchOptions, out: Path, stem: str, faces, height: int)
     names = []
     for i, f in enumerate(faces):
         rel = Path("meshes") / f"{stem}_{i}.{options.save_mesh}"
+        colors = vertex_colors(image, f.vertices) if options.mesh_colors else None
         # y up (y = H - y), so that mesh viewers show the face upright
-        write_mesh(out / rel, flip_y_points(f.vertices, height), f.triangles, fmt=options.save_mesh,
+        write_mesh(out / rel, flip_y_points(f.vertices, image.shape[0]), f.triangles, colors, fmt=options.save_mesh,
                    comment="dsfnet mesh: image pixels, x right, y up (y = H - y_image), z toward the camera")
         names.append(rel.as_posix())
     return names
+
+
+def render_maps(image, faces, which: tuple[str, ...]) -> dict:
+    """``{name: (H, W, 3) uint8}`` for each of ``which`` (:data:`RENDERS`), all faces of the image in one map (the
+    nearer face wins where two overlap)."""
+    import numpy as np
+
+    from dsfnet.geometry import FLIP_Y
+    from dsfnet.render import interpolate, rasterize
+
+    h, w = image.shape[:2]
+    out = {name: np.zeros((h, w, 3), np.uint8) for name in which}
+    zbuf = np.full((h, w), -np.inf)
+    for f in faces:
+        v = np.asarray(f.vertices, dtype=np.float64)
+        raster = rasterize(v, f.triangles, h, w)
+        win = raster.mask & (raster.depth > zbuf)
+        zbuf[win] = raster.depth[win]
+        if "depth" in out:
+            z = raster.depth[raster.mask]
+            lo, hi = (float(z.min()), float(z.max())) if z.size else (0.0, 1.0)
+            d = np.clip((raster.depth - lo) / max(hi - lo, 1e-9), 0, 1) * 235 + 20  # 20..255: nearer = brighter
+            out["depth"][win] = np.round(d[win])[:, None].astype(np.uint8)
+        if "pncc" in out:  # image px -> y-up -> the pose undone (points @ R: the inverse of points @ R.T)
+            own = (v - v.mean(0)) @ FLIP_Y @ f.rotation
+            code = (own - own.min(0)) / np.maximum(np.ptp(own, axis=0), 1e-9)
+            colors = interpolate(raster, f.triangles, code)
+            out["pncc"][win] = np.round(np.clip(colors[win], 0, 1) * 255).astype(np.uint8)
+    return out
 
 
 def process_image(options: BatchOptions, aligner, boxes, given: str, out: Path, stem: str, emit) -> int:
@@ -79,11 +133,13 @@ def process_image(options: BatchOptions, aligner, boxes, given: str, out: Path, 
 
     image = read_image(given)
     faces = aligner.predict(image, boxes=boxes)
-    meshes = save_meshes(options, out, stem, faces, image.shape[0])
+    meshes = save_meshes(options, out, stem, faces, image)
     if options.draw:
         from dsfnet.inference.visualize import draw_faces
 
         write_image(out / f"{stem}_overlay.jpg", draw_faces(image, faces))
+    for name, picture in render_maps(image, faces, options.render).items():
+        write_image(out / f"{stem}_{name}.png", picture)
     emit(record(given, None, image, faces, meshes))
     return len(faces)
 
@@ -110,7 +166,7 @@ def process_video(options: BatchOptions, aligner, boxes, kind: str, given: str, 
             for n, rgb in frames:
                 t = n / fps if kind == "video" else time.monotonic() - t0 + 1e-6 * n
                 faces = tracker.update(rgb, t, boxes=boxes if n == 0 else None)
-                meshes = save_meshes(options, out, f"{stem}_f{n:06d}", faces, rgb.shape[0])
+                meshes = save_meshes(options, out, f"{stem}_f{n:06d}", faces, rgb)
                 if options.draw:
                     from dsfnet.inference.visualize import draw_faces
 

@@ -1,8 +1,9 @@
 """The output folder of a batch run (``dsfnet predict -o DIR``): refused when it holds a previous run, cleared with
 ``--overwrite``, continued with ``--resume``, locked against a second run, with ``results.jsonl`` written durably.
 
-What a run writes in DIR (and ``--overwrite`` removes): ``results.jsonl``, ``meshes/``, ``*_overlay.jpg`` and
-``*_overlay.mp4``; anything else in DIR is left alone. The lock is ``DIR/.dsfnet.lock``, held with ``flock`` for the
+What a run writes in DIR (and ``--overwrite`` removes): ``results.jsonl``, ``meshes/``, ``*_overlay.jpg``,
+``*_overlay.mp4``, ``*_depth.png`` and ``*_pncc.png``; anything else in DIR is left alone. The lock is
+``DIR/.dsfnet.lock``, held with ``flock`` for the
 run's lifetime (released by the OS if the process dies, so a killed run never leaves a stale lock) and removed
 at the end.
 """
@@ -18,7 +19,7 @@ __all__ = ["LOCK_NAME", "RESULTS_NAME", "FolderLock", "OutputFolder", "OutputFol
 
 RESULTS_NAME = "results.jsonl"
 LOCK_NAME = ".dsfnet.lock"
-_OUTPUT_GLOBS = ("*_overlay.jpg", "*_overlay.mp4")
+_OUTPUT_GLOBS = ("*_overlay.jpg", "*_overlay.mp4", "*_depth.png", "*_pncc.png")
 
 
 class OutputFolderError(ValueError):
