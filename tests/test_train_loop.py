@@ -397,3 +397,31 @@ def test_two_trainings_cannot_share_a_run_folder(tmp_path):
     finally:
         other.release()
     assert train(_config(), run).status == "finished"
+
+
+def test_a_stop_request_ends_the_step_in_flight_and_the_resume_redoes_it_exactly(tmp_path):
+    """The paper network's CPU step takes minutes: a signal stops at the next layer, the step is undone, and the
+    resumed run ends bit-identical to an uninterrupted one (#19)."""
+    full = tmp_path / "full"
+    train(_config(**{"optim.epochs": 2}), full)
+    cut = tmp_path / "cut"
+    cfg = _config(**{"optim.epochs": 2})
+    train_set, val_set = toy_datasets(cfg.data.synthetic, seed=cfg.run.seed)
+    trainer = loop.Trainer(cfg, cut, train_set=train_set, val_set=val_set)
+    seen = {"n": 0}
+
+    def signal_mid_forward(module, args):
+        seen["n"] += 1
+        if trainer.step == 5 and trainer._in_step and trainer._stop_reason is None:
+            trainer._stop_reason = "signal"  # what SIGTERM's handler does, here halfway through step 6's forward
+
+    children = list(trainer.model.children())
+    children[len(children) // 2].register_forward_pre_hook(signal_mid_forward)
+    res = trainer.fit()
+    assert res.status == "signal" and res.step == 5  # step 6 was not counted
+    assert load_checkpoint(cut / "last.pt", "toy")["train"]["step"] == 5
+    train(cfg, cut)  # resume
+    a = load_checkpoint(full / "last.pt", "toy")["model"]
+    b = load_checkpoint(cut / "last.pt", "toy")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

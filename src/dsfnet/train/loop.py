@@ -55,7 +55,9 @@ from dsfnet.train.state import (
     config_diff,
     epoch_checkpoint_name,
     fresh_start,
+    restore_rng,
     resume,
+    rng_state,
     seed_everything,
     train_state,
 )
@@ -77,6 +79,10 @@ class TrainResult:
 def build_model(config: TrainConfig) -> TrainableNetwork:
     """The network of ``config.model`` (any variant of the model registry, ``dsfnet.model.register_model``)."""
     return create_model(config.model.variant, **config.model.overrides)
+
+
+class _StepAborted(Exception):
+    """A stop request arrived in the middle of a training step (see ``Trainer._install_step_abort``)."""
 
 
 class Trainer:
@@ -120,6 +126,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model.parameters(), config.optim)
         self.step, self.best_metric, self.best_branch = 0, math.inf, ""
         self._stop_reason: str | None = None
+        self._in_step = False
         self._last_stage = ""
         self._lock = None
         if self.is_main:
@@ -139,6 +146,7 @@ class Trainer:
             fresh_start(self.model, self.optimizer, r, train_set, verbose=self.is_main)
             # every replica starts from rank 0's parameters and buffers
             self.procs.broadcast_from_main(list(self.model.parameters()) + list(self.model.buffers()))
+        self._install_step_abort()
         self.loss_ctx = LossContext.from_model(self.model)
         self.forward: torch.nn.Module = TrainForward(self.model)
         if self.world > 1:
@@ -212,6 +220,24 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
         self._stop_reason = "signal"
 
+    def _install_step_abort(self) -> None:
+        """One process: a stop request also ends the step in flight, at the next layer of its forward or backward
+        pass (the paper network's CPU step takes minutes), instead of at the step's end. The step is then undone
+        (RNG states and buffers restored, no optimiser step), so the resumed run redoes it exactly. With several
+        processes every rank must finish the step (DDP's all-reduce), so the stop waits for its end."""
+        if self.world > 1:
+            return
+
+        def check(*_args) -> None:
+            if self._stop_reason == "signal" and self._in_step:
+                raise _StepAborted()
+
+        for module in self.model.modules():
+            module.register_forward_pre_hook(lambda m, a: check())
+        for p in self.model.parameters():
+            if p.requires_grad:
+                p.register_hook(lambda g: (check(), g)[1])
+
     def _should_stop(self, t_start: float) -> str | None:
         r = self.config.run
         reason = self._stop_reason
@@ -261,7 +287,10 @@ class Trainer:
                 loader = train_loader(self.train_set, cfg.data, self.world, self.rank, r.seed, epoch, start,
                                       pin_memory=self.device.type == "cuda")
                 for batch in start_workers(loader):
-                    info = self._train_step(batch)
+                    info = self._abortable_step(batch)
+                    if info is None:  # stopped in the middle of the step, which was undone
+                        reason = "signal"
+                        break
                     skipped += int(info.pop("skipped"))
                     for k, v in info.items():
                         acc[k] = acc.get(k, 0.0) + v
@@ -287,6 +316,8 @@ class Trainer:
                     reason = self._should_stop(t_start)
                     if reason is not None or self.step >= self.total_steps:
                         break
+                if reason is not None:
+                    break
             if reason is not None:
                 status = reason
                 self.save(LAST)
@@ -295,6 +326,24 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return TrainResult(status, self.step, self.step // self.steps_per_epoch, self.best_metric, self.run_dir)
+
+    def _abortable_step(self, batch: Mapping[str, Any]) -> dict[str, float] | None:
+        """:meth:`_train_step`, or None when a stop request ended it midway (everything it changed is restored)."""
+        if self.world > 1:
+            return self._train_step(batch)
+        rng, buffers = rng_state(), [b.detach().clone() for b in self.model.buffers()]
+        self._in_step = True
+        try:
+            return self._train_step(batch)
+        except _StepAborted:
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers):
+                    b.copy_(saved)
+            restore_rng(rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        finally:
+            self._in_step = False
 
     def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         cfg = self.config
