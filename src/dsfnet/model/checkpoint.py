@@ -16,6 +16,8 @@ caller expects, with an error naming both values.
 """
 from __future__ import annotations
 
+import pickle
+
 import dataclasses
 import hashlib
 import os
@@ -96,8 +98,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickle with non-allowed objects, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    except pickle.UnpicklingError as e:  # torch's weights_only refusal: junk bytes or disallowed objects
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or it holds objects other "
+                              "than tensors, numbers and containers (those are never loaded: nothing in it ran)") from e
+    except Exception as e:  # truncated file, not a zip/pickle, ...
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dsfnet checkpoint (expected format {FORMAT!r})")
     if ckpt.get("version") != VERSION:
