@@ -389,3 +389,26 @@ def test_predict_takes_a_list_batched_across_images_and_a_stream():
         next(stream)  # the toy aligner has no detector: each image is processed when reached
     with pytest.raises(ValueError, match="one entry per image"):
         aligner.predict([IMG, IMG], boxes=[[BOX]])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sideways_and_upside_down_photos_are_aligned_upright_and_mapped_back(k):
+    """The sample turned by k·90°: the face is found upright in the right copy and reported in the photo's frame:
+    landmarks on the upright result's (turned), roll turned by k·90° (#15)."""
+    from dsfnet.inference.orientation import unrotate_points
+
+    img = read_image(sample_image_path())
+    aligner = FaceAligner()
+    up = aligner.predict(img)[0]
+    turned = np.ascontiguousarray(np.rot90(img, k))
+    faces = aligner.predict(turned)
+    assert len(faces) == 1
+    f = faces[0]
+    expected = unrotate_points(up.landmarks_2d, -k % 4, *turned.shape[:2])  # the upright landmarks, turned with the photo
+    size = np.sqrt(np.prod(up.bbox[2:] - up.bbox[:2]))
+    assert np.linalg.norm(f.landmarks_2d - expected, axis=1).mean() < 0.03 * size
+    d_roll = (f.pose["roll"] - up.pose["roll"]) % 360
+    assert min(abs(d_roll - (90 * k) % 360), abs(d_roll - (-90 * k) % 360)) < 8  # turned by k·90°
+    assert np.linalg.norm(np.asarray(f.vertices)[:, :2].mean(0) - f.landmarks_2d.mean(0)) < 0.2 * size
+    no_search = FaceAligner(orientation_search=False).predict(turned)
+    assert all(float(np.mean(g.external_visibility)) < 0.85 for g in no_search)  # without it: confident garbage

@@ -176,6 +176,8 @@ class FaceAligner:
             :data:`DETECTOR_PASSES` for the aligner's own detections (its calibration was fitted for this crop) and
             :data:`BOX_PASSES` for boxes given to :meth:`predict` (any convention); measured on held-out
             identities by ``benchmarks/box_conventions.py`` (``docs/CONVENTIONS.md``, "Crops").
+        orientation_search: for detected faces, try the photo turned by 90°, 180° and 270° when its best face looks
+            wrong (:mod:`dsfnet.inference.orientation`), and report the faces of the upright orientation.
     """
 
     def __init__(
@@ -192,7 +194,9 @@ class FaceAligner:
         batch_size: int = 8,
         visibility_tolerance: float = 0.02,
         passes: int | None = None,
+        orientation_search: bool = True,
     ) -> None:
+        self.orientation_search = bool(orientation_search)
         if passes is not None and int(passes) < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
         self.passes = None if passes is None else int(passes)
@@ -281,8 +285,10 @@ class FaceAligner:
             return (self.predict(im, box_calibration=box_calibration) for im in image)
         return self._predict_many([read_image(image)], [boxes], box_calibration)[0]
 
-    def _predict_many(self, imgs: list[np.ndarray], boxes: list, box_calibration) -> list[list[Face]]:
-        """Detect (or take the boxes) per image, then align the crops of all the images together, pass by pass."""
+    def _predict_many(self, imgs: list[np.ndarray], boxes: list, box_calibration,
+                      search_orientation: bool = True) -> list[list[Face]]:
+        """Detect (or take the boxes) per image, then align the crops of all the images together, pass by pass; for
+        detected faces, sideways and upside-down photos are turned upright (:mod:`dsfnet.inference.orientation`)."""
         jobs = []  # per image: (crop boxes, detection boxes, scores, passes)
         for img, b in zip(imgs, boxes):
             if b is not None:
@@ -305,7 +311,30 @@ class FaceAligner:
                                      [jobs[i][1] for i in todo], [jobs[i][2] for i in todo])
             for i, f in zip(todo, again):
                 faces[i] = f
+        if search_orientation and self.orientation_search:
+            for i, (img, b) in enumerate(zip(imgs, boxes)):
+                if b is None:
+                    faces[i] = self._upright(img, faces[i], box_calibration)
         return faces
+
+    def _upright(self, img: np.ndarray, faces: list[Face], box_calibration) -> list[Face]:
+        """The faces of the orientation (0, 90, 180 or 270°) whose best face has the highest orientation score, in
+        the photo's frame; the other orientations are tried only when the photo's own best face scores low, and one
+        of them is taken only when its best face scores at least :data:`UPRIGHT_SCORE`."""
+        from dsfnet.inference.orientation import UPRIGHT_SCORE, orientation_score, rotate_face_back
+
+        best = max((orientation_score(f) for f in faces), default=0.0)
+        if best >= UPRIGHT_SCORE:
+            return faces
+        h, w = img.shape[:2]
+        chosen, chosen_k = faces, 0
+        for k in (1, 2, 3):
+            found = self._predict_many([np.ascontiguousarray(np.rot90(img, k))], [None], box_calibration,
+                                       search_orientation=False)[0]
+            score = max((orientation_score(f) for f in found), default=0.0)
+            if score >= UPRIGHT_SCORE and score > best:  # only a clearly upright face wins (a masked face scores low
+                best, chosen, chosen_k = score, found, k  # in every orientation: it stays as it was)
+        return [rotate_face_back(f, chosen_k, h, w) for f in chosen]
 
     def predict_from_landmarks(self, image, landmarks: np.ndarray, score: float = 1.0) -> Face:
         """Align one face whose crop comes from ``(K, 2+)`` landmarks (our crop rule, ``crop.box_from_landmarks``)."""
