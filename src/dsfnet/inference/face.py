@@ -119,5 +119,11 @@ def _lazy_field(name: str) -> property:
     return property(get, set, doc=f"``{name}`` (computed on first access when given as a function)")
 
 
+def stored_field(face: Face, name: str):
+    """What ``face`` holds for the lazy field ``name`` (``"vertices"`` or ``"vertex_visibility"``): the value, or the
+    function that will compute it (so a copy of the face can stay lazy)."""
+    return face.__dict__.get("_" + name)
+
+
 Face.vertices = _lazy_field("vertices")
 Face.vertex_visibility = _lazy_field("vertex_visibility")

@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from dsfnet.inference.face import Face, pose_dict
+from dsfnet.inference.face import Face, pose_dict, stored_field
 
 __all__ = ["UPRIGHT_SCORE", "orientation_score", "rotate_face_back", "unrotate_points"]
 
@@ -66,10 +66,9 @@ def rotate_face_back(face: Face, k: int, height: int, width: int) -> Face:
     t = np.radians(-90.0 * k)
     rz = np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
     lmk = unrotate_points(face.landmarks_3d, k, height, width)
-    verts = face.__dict__.get("_vertices")
-    vertices = (lambda: unrotate_points(face.vertices, k, height, width)) if callable(verts) else \
-        unrotate_points(face.vertices, k, height, width)
+    turned = lambda: unrotate_points(face.vertices, k, height, width)  # noqa: E731
+    vertices = turned if callable(stored_field(face, "vertices")) else turned()
     return dataclasses.replace(
         face, bbox=_box_back(face.bbox, k, height, width), crop_box=_box_back(face.crop_box, k, height, width),
         landmarks_2d=lmk[:, :2].copy(), landmarks_3d=lmk, pose=pose_dict(rz @ face.rotation), vertices=vertices,
-        vertex_visibility=face.__dict__.get("_vertex_visibility"))
+        vertex_visibility=stored_field(face, "vertex_visibility"))
