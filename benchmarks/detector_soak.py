@@ -1,7 +1,7 @@
 """Memory over many detector calls: bare ``yuface.detect`` vs dsfnet's detector (a script, not a test).
 
 ``yuface.detect`` leaks ~30 KB per call in its C code; :class:`dsfnet.detect.YuFaceDetector` sends its calls
-through :class:`dsfnet.detect.recycling.RecyclingCaller` (in-process for the first 300, then a worker process
+through :class:`dsfnet.detect.recycling.RecyclingCaller` (in-process for the first 1,000, then a worker process
 replaced every 2,000). Each phase runs in its own fresh process (so one's leak does not count against the other)
 and prints the resident-set growth of that process and of its workers, in MB, and per call in KB.
 

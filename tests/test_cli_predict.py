@@ -156,7 +156,8 @@ def test_interrupt_keeps_the_records_so_far_and_resume_finishes(fake, tmp_path, 
     for name in ("a.png", "b.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), img[:, :, ::-1])
     out = tmp_path / "out"
-    argv = ["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"), "-o", str(out)]
+    argv = ["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"), "-o", str(out),
+            "--threads", "1"]  # the failing call is the second one: sequential on purpose
     assert main(argv) == 130
     assert [r["image"] for r in read_jsonl(out / "results.jsonl")] == [str(tmp_path / "a.png")]  # durable
     assert _temp_files(out) == [] and "rerun with --resume" in capsys.readouterr().err
@@ -228,7 +229,7 @@ def test_sigterm_ends_cleanly_with_the_records_so_far(fake, tmp_path, monkeypatc
 
     monkeypatch.setattr(fake, "predict", terminated_on_second)
     out = tmp_path / "out"
-    assert main(["predict", *_three_images(tmp_path), "-o", str(out)]) == 143
+    assert main(["predict", *_three_images(tmp_path), "-o", str(out), "--threads", "1"]) == 143
     assert [Path(r["image"]).name for r in _lines(out / "results.jsonl")] == ["a.png"]
     assert "terminated" in capsys.readouterr().err and _temp_files(out) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
@@ -320,3 +321,11 @@ def test_vertex_colors_are_bilinear_and_clamped():
     img[:, 2] = 200
     got = vertex_colors(img, np.array([[1.5, 1.0, 0.0], [-5.0, 9.0, 0.0], [3.0, 3.0, 0.0]]))
     assert got[:, 0].tolist() == [150, 0, 0]
+
+
+def test_threads_keep_the_input_order_and_the_results(fake, tmp_path):
+    paths = _three_images(tmp_path) * 3  # 9 inputs
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["predict", *paths, "-o", str(one), "--threads", "1", "--save-mesh", "ply"]) == 0
+    assert main(["predict", *paths, "-o", str(two), "--threads", "2", "--save-mesh", "ply"]) == 0
+    assert (one / "results.jsonl").read_bytes() == (two / "results.jsonl").read_bytes()

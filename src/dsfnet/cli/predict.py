@@ -72,6 +72,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true",
                        help="replace a previous run in --output (its results.jsonl, meshes/ and overlays)")
     p.add_argument("--quiet", action="store_true", help="no progress output (errors and the summary stay)")
+    p.add_argument("--threads", type=_positive_int, default=min(2, os.cpu_count() or 1), metavar="N",
+                   help="local engine: images in flight at once (reading, detection and alignment of different images "
+                        "overlap; default: min(2, CPUs)); videos are always one at a time")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help='local (default: this process) or ray (an actor pool; pip install "dsfnet[ray]")')
     p.add_argument("--address", metavar="ADDR",
@@ -303,9 +306,11 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     todo.append((kind, given, stem))
             try:
-                if args.engine == "local":
+                if args.engine == "local" and (args.threads == 1 or any(kind != "image" for kind, _, _ in todo)):
                     results = ((None, process_input(options, aligner, boxes_db, kind, given, out, stem, writer.write))
                                for kind, given, stem in todo)
+                elif args.engine == "local":
+                    results = _threaded(todo, args.threads, options, aligner, boxes_db, out)
                 else:
                     from dsfnet.inference.ray_engine import run_on_ray
 
@@ -340,6 +345,31 @@ def run(args: argparse.Namespace) -> int:
         return 143 if isinstance(stopped, _Stop) else 130
     print(f"dsfnet predict: {summary}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _threaded(todo, threads: int, options, aligner, boxes_db, out):
+    """Images processed ``threads`` at a time by one (thread-safe) aligner; yields ``(records, result)`` in input
+    order, at most ``2 × threads`` images ahead of the writer. Stopping cancels what has not started."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dsfnet.inference.batch import process_input
+
+    def one(task):
+        records: list[dict] = []
+        kind, given, stem = task
+        return records, process_input(options, aligner, boxes_db, kind, given, out, stem, records.append)
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dsfnet-predict")
+    pending = []
+    try:
+        for task in todo:
+            pending.append(pool.submit(one, task))
+            if len(pending) >= 2 * threads:
+                yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _main_thread() -> bool:

@@ -69,7 +69,7 @@ class RecyclingCaller:
         in_process_calls: calls made in this process before switching to worker processes.
         calls_per_worker: a worker is replaced after this many calls.
 
-    Thread-safe (one call at a time goes through the pipe). Arguments, results and exceptions must pickle. Exceptions raised by the function are re-raised
+    Thread-safe: in-process calls run concurrently; one call at a time goes through the worker's pipe. Arguments, results and exceptions must pickle. Exceptions raised by the function are re-raised
     here; a worker that dies is replaced and the call retried once.
     """
 
@@ -95,10 +95,12 @@ class RecyclingCaller:
     def __call__(self, *args, **kwargs):
         with self._lock:
             self.calls += 1
-            if self.calls <= self.in_process_calls:
-                if self._fn is None:
-                    self._fn = _resolve(self.module, self.name)
-                return self._fn(*args, **kwargs)
+            in_process = self.calls <= self.in_process_calls
+            if in_process and self._fn is None:
+                self._fn = _resolve(self.module, self.name)
+        if in_process:  # outside the lock: threads run the native call side by side (it releases the GIL)
+            return self._fn(*args, **kwargs)
+        with self._lock:
             for attempt in (0, 1):
                 if self._proc is None or self._worker_calls >= self.calls_per_worker:
                     self._restart()

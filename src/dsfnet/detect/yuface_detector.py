@@ -7,7 +7,7 @@ downscaled (``cv2.INTER_AREA``) before detection and the boxes scaled back.
 
 ``yuface.detect`` leaks ~37 KB per call inside its C code; calls go through one process-wide
 :class:`~dsfnet.detect.recycling.RecyclingCaller`, so a long stream runs them in a worker process that is
-replaced every 2,000 calls after the first 300 (``benchmarks/detector_soak.py`` measures it).
+replaced every 2,000 calls after the first 1,000 (~37 MB) (``benchmarks/detector_soak.py`` measures it).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def quiet_detect(bgr: np.ndarray, conf_threshold: float):
 
 
 #: every yuface call in this process goes through here (the leak is per process, so is the policy)
-DETECT_CALLER = RecyclingCaller(__name__, "quiet_detect", in_process_calls=300, calls_per_worker=2000)
+DETECT_CALLER = RecyclingCaller(__name__, "quiet_detect", in_process_calls=1000, calls_per_worker=2000)
 
 
 class YuFaceDetector(FaceDetector):
