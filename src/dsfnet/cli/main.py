@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_device(name: str) -> None:
     """Refuse a ``--device`` that torch cannot parse or that this machine does not have (ValueError: exit code 2)."""
+    if name == "cpu":  # the default: no need to import torch (the ONNX Runtime backend runs without it)
+        return
     import torch
 
     try:

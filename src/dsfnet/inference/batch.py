@@ -106,6 +106,8 @@ def render_maps(image, faces, which: tuple[str, ...]) -> dict:
     from dsfnet.geometry import FLIP_Y
     from dsfnet.render import interpolate, rasterize
 
+    if not which:
+        return {}
     h, w = image.shape[:2]
     out = {name: np.zeros((h, w, 3), np.uint8) for name in which}
     zbuf = np.full((h, w), -np.inf)
