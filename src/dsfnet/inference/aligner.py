@@ -90,10 +90,15 @@ def decode_face(
     nose_z = lmk_crop[NOSE_LANDMARK, 2]
     lmk_crop[:, 2] -= nose_z
 
+    decoded: list[np.ndarray] = []
+
     def vertices_crop() -> np.ndarray:
-        v = np.asarray(codec.decode(posmap), dtype=np.float64)
-        v[:, 2] -= nose_z
-        return v
+        """The dense mesh in crop px, decoded once (the mesh and its visibility both need it)."""
+        if not decoded:
+            v = np.asarray(codec.decode(posmap), dtype=np.float64)
+            v[:, 2] -= nose_z
+            decoded.append(v)
+        return decoded[0]
 
     from dsfnet.render import rasterize
 

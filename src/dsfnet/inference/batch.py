@@ -67,16 +67,12 @@ def vertex_colors(image, vertices) -> "np.ndarray":
     """``(N, 3)`` uint8 RGB of the photo ``(H, W, 3)`` at each vertex's image position (bilinear; edge-clamped)."""
     import numpy as np
 
+    from dsfnet.inference.visibility import sample_bilinear
+
     img = np.asarray(image, dtype=np.float32)
-    h, w = img.shape[:2]
-    x = np.clip(np.asarray(vertices, dtype=np.float64)[:, 0], 0, w - 1)
-    y = np.clip(np.asarray(vertices, dtype=np.float64)[:, 1], 0, h - 1)
-    x0, y0 = np.minimum(np.floor(x).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(y).astype(int), h - 2 if h > 1 else 0)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return np.clip(np.round(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+    xy = np.asarray(vertices, dtype=np.float64)[:, :2]
+    rgb = np.stack([sample_bilinear(img[..., c], xy) for c in range(3)], axis=1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
 def save_meshes(options: BatchOptions, out: Path, stem: str, faces, image) -> list:
